@@ -1,0 +1,45 @@
+# terril — two commands do all the set-up on a fresh Debian / Raspberry Pi OS machine:
+#   make demo   simulated town: devices, broker, agents, ingest, InfluxDB
+#   make test   the test suite against real Mosquitto, InfluxDB, Modbus servers and serial ptys
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := mosquitto influxdb socat python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps venv demo test bench check lint clean
+
+all: venv
+
+# System packages the tests and the demo start themselves (never as services).
+deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v influxd   >/dev/null 2>&1 || missing="$$missing influxdb"; \
+	command -v socat     >/dev/null 2>&1 || missing="$$missing socat"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+demo: venv
+	$(PY) -m agent.demo
+
+test: venv
+	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/edge.py
+
+clean:
+	rm -rf $(VENV) run build *.egg-info

@@ -1,0 +1,44 @@
+"""One exception root for terril; each leaf says what the caller should do about it."""
+
+from __future__ import annotations
+
+
+class TerrilError(Exception):
+    """Root of every error terril raises on purpose."""
+
+
+class ConfigError(TerrilError):
+    """The configuration is invalid. ``problems`` lists every ``key.path: reason`` found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class TransportError(TerrilError):
+    """The link to a device is broken (connection refused, timeout, serial error): reconnect."""
+
+
+class DeviceBusy(TerrilError):
+    """The device answered 'busy' or 'acknowledge': retry at the next poll."""
+
+
+class IllegalAddress(TerrilError):
+    """The device refuses the register range: do not retry, the plan or profile is wrong."""
+
+
+class ModbusExceptionResponse(TerrilError):
+    """Any other Modbus exception response; ``code`` is the Modbus exception code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DecodeError(TerrilError):
+    """The registers read do not make sense for the model or profile (bad length, bad marker)."""
+
+
+class WriteForbidden(TerrilError):
+    """Something tried to write a Modbus register. terril only ever reads."""

@@ -1,0 +1,371 @@
+"""The one source of truth for topics, measurements, fields, units and payloads.
+
+Everything that crosses a process boundary — MQTT topics and JSON payloads
+published by the agent, points written by the ingest, queries in the Grafana
+dashboards — is named here and nowhere else. DESIGN.md is the human-readable
+contract; this module is its executable form.
+
+Rules that follow from InfluxDB (see DESIGN.md, "InfluxDB contract"):
+* a field keeps one type forever, so each field declares its type here;
+* units are SI and spelled in the field name (``_w``, ``_wh``, ``_v`` …);
+* a missing value is omitted, never written as 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+"""Value of ``"v"`` in every JSON payload. Bumped only on an incompatible change."""
+
+TOPIC_ROOT = "terril"
+"""Default MQTT topic root (configurable per deployment)."""
+
+DEADLETTER_SUBTOPIC = "_deadletter"
+TERRITORY_SITE = "_territory"
+"""``site`` tag value of the town-wide totals in ``energy_daily``."""
+
+SLUG_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
+
+DeviceKind = Literal["inverter", "meter"]
+ReadingKind = Literal["inverter", "meter", "mppt"]
+DEVICE_KINDS: tuple[str, ...] = ("inverter", "meter")
+READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt")
+
+FieldType = Literal["float", "int", "str"]
+
+
+def is_slug(value: object) -> bool:
+    """True when *value* is a site or device slug usable in topics and tags."""
+    return isinstance(value, str) and SLUG_RE.fullmatch(value) is not None
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True)
+class Topics:
+    """MQTT topic names of one site (DESIGN.md, "MQTT contract")."""
+
+    site: str
+    root: str = TOPIC_ROOT
+
+    @property
+    def readings(self) -> str:
+        return f"{self.root}/{self.site}/readings"
+
+    @property
+    def events(self) -> str:
+        return f"{self.root}/{self.site}/events"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/{self.site}/status"
+
+    @property
+    def health(self) -> str:
+        return f"{self.root}/{self.site}/health"
+
+    @property
+    def info(self) -> str:
+        return f"{self.root}/{self.site}/info"
+
+
+TOPIC_KINDS: tuple[str, ...] = ("readings", "events", "status", "health", "info")
+
+
+def deadletter_topic(root: str = TOPIC_ROOT) -> str:
+    return f"{root}/{DEADLETTER_SUBTOPIC}"
+
+
+def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[str, str] | None:
+    """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != root or parts[2] not in TOPIC_KINDS:
+        return None
+    return parts[1], parts[2]
+
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One InfluxDB field: its name (unit suffix included), its fixed type and what it means."""
+
+    name: str
+    type: FieldType
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class MeasurementSpec:
+    name: str
+    tags: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    description: str
+
+    def field(self, name: str) -> FieldSpec:
+        return self.fields_by_name[name]
+
+    @property
+    def fields_by_name(self) -> dict[str, FieldSpec]:
+        return {f.name: f for f in self.fields}
+
+
+def _f(name: str, unit: str, description: str) -> FieldSpec:
+    return FieldSpec(name, "float", unit, description)
+
+
+def _i(name: str, unit: str, description: str) -> FieldSpec:
+    return FieldSpec(name, "int", unit, description)
+
+
+def _s(name: str, description: str) -> FieldSpec:
+    return FieldSpec(name, "str", "", description)
+
+
+_AC_GRID_FIELDS = (
+    _f("ac_current_a", "A", "AC current, sum of phases"),
+    _f("ac_voltage_an_v", "V", "phase A to neutral voltage"),
+    _f("ac_voltage_bn_v", "V", "phase B to neutral voltage"),
+    _f("ac_voltage_cn_v", "V", "phase C to neutral voltage"),
+    _f("ac_frequency_hz", "Hz", "grid frequency"),
+)
+
+INVERTER = MeasurementSpec(
+    "inverter",
+    ("site", "device"),
+    (
+        _f("ac_power_w", "W", "AC active power produced"),
+        _f("ac_energy_wh", "Wh", "lifetime AC energy produced (monotonic counter)"),
+        _f("ac_apparent_power_va", "VA", "AC apparent power"),
+        _f("ac_reactive_power_var", "var", "AC reactive power"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        *_AC_GRID_FIELDS,
+        _f("dc_power_w", "W", "DC input power"),
+        _f("dc_voltage_v", "V", "DC input voltage"),
+        _f("dc_current_a", "A", "DC input current"),
+        _f("temp_cabinet_c", "°C", "cabinet temperature"),
+        _f("temp_heatsink_c", "°C", "heat sink temperature"),
+        _i("state", "", "operating state (SunSpec St enumeration)"),
+        _i("events", "", "event bit field (SunSpec Evt1)"),
+    ),
+    "one inverter, one row per poll",
+)
+
+MPPT = MeasurementSpec(
+    "mppt",
+    ("site", "device", "string"),
+    (
+        _f("dc_power_w", "W", "DC power of the string"),
+        _f("dc_voltage_v", "V", "DC voltage of the string"),
+        _f("dc_current_a", "A", "DC current of the string"),
+        _f("dc_energy_wh", "Wh", "lifetime DC energy of the string"),
+    ),
+    "one MPPT input (string) of an inverter (SunSpec model 160)",
+)
+
+METER = MeasurementSpec(
+    "meter",
+    ("site", "device"),
+    (
+        _f("power_w", "W", "active power at the meter, positive when importing from the grid"),
+        _f("energy_import_wh", "Wh", "lifetime energy imported from the grid"),
+        _f("energy_export_wh", "Wh", "lifetime energy exported to the grid"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        *_AC_GRID_FIELDS,
+        _i("events", "", "meter event bit field (SunSpec Evt)"),
+    ),
+    "one energy meter, one row per poll",
+)
+
+EVENT = MeasurementSpec(
+    "event",
+    ("site", "device", "code"),
+    (
+        _i("active", "", "1 when the event starts, 0 when it ends"),
+        _s("text", "human-readable description of the event"),
+    ),
+    "fault transitions",
+)
+
+AGENT = MeasurementSpec(
+    "agent",
+    ("site",),
+    (
+        _i("up", "", "1 while the agent is online, 0 after its last will"),
+        _f("uptime_s", "s", "seconds since the agent started"),
+        _i("spool_depth", "", "readings waiting in the spool"),
+        _f("spool_oldest_s", "s", "age of the oldest spooled reading"),
+        _i("spool_dropped", "", "readings dropped because the spool was full (since start of spool)"),
+        _i("poll_ok", "", "successful polls since start"),
+        _i("poll_errors", "", "failed polls since start"),
+        _i("modbus_requests", "", "Modbus requests of the last poll round, all devices"),
+        _i("publish_refused", "", "publishes refused by the broker (PUBACK failure)"),
+        _i("rss_bytes", "B", "resident memory of the agent"),
+    ),
+    "agent health, every 60 s",
+)
+
+SITE_INFO = MeasurementSpec(
+    "site_info",
+    ("site",),
+    (
+        _f("peak_power_w", "W", "installed peak power (kWp x 1000)"),
+        _i("panels", "", "number of solar panels"),
+        _s("owner", "commune, citizen, cooperative …"),
+        _s("name", "display name of the site"),
+        _f("latitude", "°", "site latitude"),
+        _f("longitude", "°", "site longitude"),
+    ),
+    "site metadata, from the retained info message",
+)
+
+ENERGY_DAILY = MeasurementSpec(
+    "energy_daily",
+    ("site",),
+    (
+        _f("production_wh", "Wh", "energy produced during the local day"),
+        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)"),
+        _f("import_wh", "Wh", "energy imported from the grid"),
+        _f("export_wh", "Wh", "energy exported to the grid"),
+        _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference"),
+    ),
+    "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
+)
+
+MEASUREMENTS: dict[str, MeasurementSpec] = {
+    m.name: m for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
+}
+
+READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}
+"""Which measurement a reading of each ``kind`` is written to."""
+
+# SunSpec St (operating state) values, shared by models 101-103 and 111-113.
+STATE_OFF = 1
+STATE_SLEEPING = 2
+STATE_STARTING = 3
+STATE_MPPT = 4
+STATE_THROTTLED = 5
+STATE_SHUTTING_DOWN = 6
+STATE_FAULT = 7
+STATE_STANDBY = 8
+STATE_NAMES = {
+    STATE_OFF: "OFF",
+    STATE_SLEEPING: "SLEEPING",
+    STATE_STARTING: "STARTING",
+    STATE_MPPT: "MPPT",
+    STATE_THROTTLED: "THROTTLED",
+    STATE_SHUTTING_DOWN: "SHUTTING_DOWN",
+    STATE_FAULT: "FAULT",
+    STATE_STANDBY: "STANDBY",
+}
+
+# Device link status published in health and used in logs.
+LinkStatus = Literal["ok", "sleeping", "unreachable", "fault"]
+
+# --------------------------------------------------------------------------- payloads
+
+
+def _check_fields(kind: str, fields: dict[str, Any]) -> None:
+    spec = READING_MEASUREMENT[kind]
+    known = spec.fields_by_name
+    for name, value in fields.items():
+        fs = known.get(name)
+        if fs is None:
+            raise ValueError(f"field {name!r} is not a field of {spec.name}")
+        if fs.type == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"field {spec.name}.{name} must be an integer, got {value!r}")
+        elif fs.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"field {spec.name}.{name} must be a finite number, got {value!r}")
+
+
+@dataclass
+class Reading:
+    """One poll of one logical device (or of one MPPT string), as published and stored.
+
+    ``fields`` holds only the values that were actually read: a value the device
+    does not implement is absent, never 0. Float fields are floats; ``state`` and
+    ``events`` are ints.
+    """
+
+    device: str
+    kind: ReadingKind
+    ts: int
+    """Poll time, epoch milliseconds (UTC). Taken at the edge, so a replay overwrites itself."""
+    fields: dict[str, float | int] = field(default_factory=dict)
+    string: str | None = None
+    """MPPT string id (``kind == "mppt"`` only): becomes the ``string`` tag."""
+
+    def validate(self) -> None:
+        """Raise ValueError if the reading breaks the schema (used by tests and the ingest)."""
+        if not is_slug(self.device):
+            raise ValueError(f"device {self.device!r} is not a slug")
+        if self.kind not in READING_KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {READING_KINDS}")
+        if (self.kind == "mppt") != (self.string is not None):
+            raise ValueError("string is required for mppt readings and only for them")
+        _check_fields(self.kind, self.fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"device": self.device, "kind": self.kind}
+        if self.string is not None:
+            out["string"] = self.string
+        out["ts"] = self.ts
+        out["fields"] = {
+            name: (float(value) if READING_MEASUREMENT[self.kind].field(name).type == "float" else int(value))
+            for name, value in self.fields.items()
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reading:
+        return cls(
+            device=data["device"],
+            kind=data["kind"],
+            ts=data["ts"],
+            fields=dict(data["fields"]),
+            string=data.get("string"),
+        )
+
+
+def readings_payload(site: str, readings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``terril/<site>/readings`` payload: readings already as dicts (``Reading.to_dict``)."""
+    return {"v": SCHEMA_VERSION, "site": site, "readings": readings}
+
+
+@dataclass
+class Event:
+    """A fault transition (``terril/<site>/events``): one message per start or end of an event."""
+
+    device: str
+    ts: int
+    code: str
+    """Stable short name, e.g. ``GROUND_FAULT`` (SunSpec Evt1 bit name) or ``STATE_FAULT``."""
+    active: bool
+    text: str
+
+    def to_payload(self, site: str) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "site": site,
+            "device": self.device,
+            "ts": self.ts,
+            "code": self.code,
+            "active": self.active,
+            "text": self.text,
+        }
+
+
+EVENT_CODE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
