@@ -369,3 +369,37 @@ class Event:
 
 
 EVENT_CODE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def health_payload(site: str, ts: int, metrics: dict[str, float | int], devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``terril/<site>/health`` payload (QoS 0, retained, every 60 s).
+
+    ``metrics`` uses the field names of the ``agent`` measurement (``AGENT``):
+    the ingest writes each of them as is. ``devices`` is per-device detail for
+    people (status ``ok``/``sleeping``/``unreachable``/``fault``, polls ok/failed,
+    Modbus requests per poll); it is not written to InfluxDB.
+    """
+    unknown = [k for k in metrics if k not in AGENT.fields_by_name]
+    if unknown:
+        raise ValueError(f"unknown agent metric(s): {', '.join(unknown)}")
+    return {"v": SCHEMA_VERSION, "site": site, "ts": ts, **metrics, "devices": devices}
+
+
+INFO_SITE_KEYS: tuple[str, ...] = ("name", "peak_power_w", "panels", "owner", "latitude", "longitude")
+"""Keys of the retained ``info`` payload that describe the site (the ``site_info`` fields)."""
+
+
+def info_payload(site: str, ts: int, site_fields: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The retained ``terril/<site>/info`` payload: site metadata and device inventory.
+
+    ``site_fields`` holds the ``INFO_SITE_KEYS`` that are set; each entry of
+    ``devices`` has ``name``, ``kind``, ``driver`` and what the device told about
+    itself (``manufacturer``, ``model``, ``serial``, ``firmware``, ``rated_power_w``).
+    """
+    return {
+        "v": SCHEMA_VERSION,
+        "site": site,
+        "ts": ts,
+        **{k: v for k, v in site_fields.items() if k in INFO_SITE_KEYS and v is not None},
+        "devices": devices,
+    }
