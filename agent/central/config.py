@@ -1,0 +1,219 @@
+"""The ingest's configuration file (``/etc/terril/ingest.yaml``), checked strictly at load time.
+
+Shape: DESIGN.md, "Ingest config shape". Unknown keys are rejected and every
+problem is reported at once with its key path, so a technician fixes the file
+in one go. Secrets (broker password, InfluxDB token or password) are held as
+``SecretStr``: they never show in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from agent.errors import ConfigError
+from agent.schema import SLUG_RE, TOPIC_ROOT
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(path: str, what: str) -> SecretStr:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{what} file {path} is empty")
+    return SecretStr(value)
+
+
+class TlsConfig(_Strict):
+    ca: str | None = None
+    """CA certificate that signed the broker's certificate (None: the system's CAs)."""
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+    """Skip the host name check (test set-ups with self-signed certificates only)."""
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: set both or neither")
+        return self
+
+
+class BrokerConfig(_Strict):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    tls: TlsConfig | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _password(self) -> BrokerConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret(self.password_file, "password"))
+        return self
+
+
+def _default_client_id() -> str:
+    return f"terril-ingest-{socket.gethostname()}"[:64]
+
+
+class SubscriptionConfig(_Strict):
+    group: str = "terril-ingest"
+    """Shared-subscription group: every ingest instance of one group splits the messages."""
+    session_expiry: int = Field(604800, ge=0, le=0xFFFFFFFF)
+    """Seconds the broker keeps the session (and its queued messages) while the ingest is away."""
+    client_id: str = Field(default_factory=_default_client_id)
+    """Must be unique per instance and stable across restarts (the persistent session is keyed by it)."""
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    """Unacknowledged messages the broker may have in flight to this instance (MQTT 5 Receive Maximum)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> SubscriptionConfig:
+        if not self.group or any(c in self.group for c in "/+#"):
+            raise ValueError(f"group {self.group!r} must be a non-empty name without / + #")
+        if not self.client_id:
+            raise ValueError("client_id must not be empty")
+        return self
+
+
+class InfluxConfig(_Strict):
+    api: Literal["v2", "v1"] = "v2"
+    """v2: InfluxDB 2.x, 3.x and 1.8+ (influxdb-client); v1: InfluxDB before 1.8 (``/write``)."""
+    url: str = "http://localhost:8086"
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    token_file: str | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    timeout: float = Field(10.0, gt=0, le=300)
+    """Seconds before one write attempt counts as failed (and is retried)."""
+    retry_max_delay: float = Field(30.0, ge=0.1, le=3600)
+    """Cap of the exponential back-off between write attempts while InfluxDB is down."""
+
+    @model_validator(mode="after")
+    def _by_api(self) -> InfluxConfig:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.api == "v2":
+            missing = [k for k in ("org", "bucket") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"api v2 needs {' and '.join(missing)}")
+            extra = [k for k in ("database", "retention_policy", "username", "password", "password_file")
+                     if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for api v1 (v2 uses org, bucket, token)")
+            if self.token_file is not None:
+                object.__setattr__(self, "token", _read_secret(self.token_file, "token"))
+        else:
+            if self.database is None:
+                raise ValueError("api v1 needs database")
+            extra = [k for k in ("org", "bucket", "token", "token_file") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for api v2 (v1 uses database, username, password)")
+            if self.password_file is not None:
+                object.__setattr__(self, "password", _read_secret(self.password_file, "password"))
+            if self.password is not None and self.username is None:
+                raise ValueError("password given without username")
+        return self
+
+
+class BatchConfig(_Strict):
+    max_points: int = Field(5000, ge=1, le=1_000_000)
+    """Write as soon as this many points are waiting."""
+    max_delay: float = Field(1.0, gt=0, le=60)
+    """Write at the latest this many seconds after the first waiting point arrived."""
+
+
+class RollupConfig(_Strict):
+    timezone: str = "Europe/Paris"
+    every: int = Field(300, ge=10)
+    territory_consumption_wh_per_year: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _tz(self) -> RollupConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+        return self
+
+
+class IngestConfig(_Strict):
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
+    influxdb: InfluxConfig
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    rollup: RollupConfig = Field(default_factory=RollupConfig)
+    topic_root: str = TOPIC_ROOT
+    max_payload_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB)."""
+
+    @model_validator(mode="after")
+    def _root(self) -> IngestConfig:
+        if not SLUG_RE.fullmatch(self.topic_root):
+            raise ValueError(f"topic_root {self.topic_root!r} must be a slug like 'terril'")
+        return self
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        out.append(f"{path}: {msg}")
+    return out
+
+
+def parse_ingest_config(data: Any, source: str = "<config>") -> IngestConfig:
+    """Check an already-parsed YAML document; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of keys"])
+    try:
+        return IngestConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+
+
+def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
+    """Read and check an ingest config file; raise ConfigError with ``key.path: reason`` lines."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"(file): cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise ConfigError(source, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_ingest_config(data, source)

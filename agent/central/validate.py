@@ -1,0 +1,290 @@
+"""MQTT message in, InfluxDB points out — or the reason it cannot be stored.
+
+Pure functions, no I/O: the ingest calls :func:`message_to_points` for every
+message and either batches the points or dead-letters the message. Every
+check of DESIGN.md ("MQTT contract", "InfluxDB contract") lives here, so the
+golden cases in ``tests/cases/ingest/`` pin the whole mapping down.
+
+A message is never half-refused silently: when some readings of a message are
+valid and others are not, the valid ones are written and the message is also
+dead-lettered with the reasons of the others (the dead letter carries the whole
+original payload, so nothing is lost).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.central.points import Point, make_point
+from agent.schema import (
+    AGENT,
+    EVENT_CODE_RE,
+    INFO_SITE_KEYS,
+    READING_KINDS,
+    READING_MEASUREMENT,
+    SCHEMA_VERSION,
+    SITE_INFO,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    is_slug,
+    parse_topic,
+)
+
+MIN_TS_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z: anything older is a clock that was never set."""
+MAX_FUTURE_MS = 10 * 60 * 1000
+"""A reading more than 10 minutes in the future comes from a clock that is wrong."""
+MAX_READINGS_PER_MESSAGE = 10_000
+MAX_TEXT_CHARS = 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one message becomes: points to write and, if anything was refused, the reasons."""
+
+    site: str | None
+    points: tuple[Point, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def reason(self) -> str | None:
+        """Dead-letter reason (None when the whole message is stored)."""
+        if not self.problems:
+            return None
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return f"{self.problems[0]} (and {len(self.problems) - 1} more problem(s))"
+
+
+class _Invalid(ValueError):
+    """The message as a whole cannot be stored."""
+
+
+def _reject(site: str | None, reason: str) -> Decoded:
+    return Decoded(site=site, problems=(reason,))
+
+
+def _no_constants(name: str) -> float:
+    raise _Invalid(f"JSON constant {name} is not allowed")
+
+
+def _parse_json(payload: bytes) -> Any:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Invalid(f"payload is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise _Invalid("JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # int too large to convert, and _Invalid from _no_constants
+        raise _Invalid(str(exc) if isinstance(exc, _Invalid) else f"payload is not JSON: {exc}") from None
+
+
+def _check_ts(value: Any, now_ms: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"{where}ts must be an integer (epoch ms), got {_short(value)}")
+    if value < MIN_TS_MS:
+        raise _Invalid(f"{where}ts {value} is before 2000-01-01")
+    if value > now_ms + MAX_FUTURE_MS:
+        raise _Invalid(f"{where}ts {value} is more than 10 minutes in the future")
+    return value
+
+
+def _check_text(value: str, where: str) -> None:
+    """JSON allows lone surrogates (``"\\ud800"``) that cannot be written back as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid(f"{where} holds characters that are not valid Unicode") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _envelope(data: Any, topic_site: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Invalid(f"payload must be a JSON object, got {type(data).__name__}")
+    v = data.get("v")
+    if v != SCHEMA_VERSION or isinstance(v, bool):
+        raise _Invalid(f"unknown schema version v={_short(v)} (this ingest knows v={SCHEMA_VERSION})")
+    site = data.get("site")
+    if site != topic_site:
+        raise _Invalid(f"payload site {_short(site)} differs from topic site {topic_site!r}")
+    return data
+
+
+def _typed_fields(measurement: str, raw: Any, where: str) -> dict[str, float | int | str]:
+    """Check that every field is a schema field of the right type, finite, in range."""
+    if not isinstance(raw, dict) or not raw:
+        raise _Invalid(f"{where}fields must be a non-empty object")
+    spec = READING_MEASUREMENT.get(measurement) or {"agent": AGENT, "site_info": SITE_INFO}[measurement]
+    known = spec.fields_by_name
+    out: dict[str, float | int | str] = {}
+    for name, value in raw.items():
+        fs = known.get(name)
+        if fs is None:
+            raise _Invalid(f"{where}{name!r} is not a field of {spec.name}")
+        if fs.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _Invalid(f"{where}{spec.name}.{name} must be an integer, got {_short(value)}")
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _Invalid(f"{where}{spec.name}.{name} {value} does not fit in 64 bits")
+        elif fs.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _Invalid(f"{where}{spec.name}.{name} must be a number, got {_short(value)}")
+            try:
+                value = float(value)
+            except OverflowError:
+                raise _Invalid(f"{where}{spec.name}.{name} is too large") from None
+            if not math.isfinite(value):
+                raise _Invalid(f"{where}{spec.name}.{name} must be finite, got {value!r}")
+        else:
+            if not isinstance(value, str):
+                raise _Invalid(f"{where}{spec.name}.{name} must be a string, got {_short(value)}")
+            if len(value) > MAX_TEXT_CHARS:
+                raise _Invalid(f"{where}{spec.name}.{name} is longer than {MAX_TEXT_CHARS} characters")
+            _check_text(value, f"{where}{spec.name}.{name}")
+        out[name] = value
+    return out
+
+
+def _reading_point(site: str, reading: Any, now_ms: int, where: str) -> Point:
+    if not isinstance(reading, dict):
+        raise _Invalid(f"{where}must be an object, got {type(reading).__name__}")
+    unknown = sorted(set(reading) - {"device", "kind", "string", "ts", "fields"})
+    if unknown:
+        raise _Invalid(f"{where}unknown key(s) {', '.join(map(repr, unknown))}")
+    device = reading.get("device")
+    if not is_slug(device):
+        raise _Invalid(f"{where}device {_short(device)} is not a slug")
+    kind = reading.get("kind")
+    if kind not in READING_KINDS:
+        raise _Invalid(f"{where}kind {_short(kind)} is not one of {', '.join(READING_KINDS)}")
+    tags = {"site": site, "device": device}
+    string = reading.get("string")
+    if kind == "mppt":
+        if not is_slug(string):
+            raise _Invalid(f"{where}mppt reading needs a string id (slug), got {_short(string)}")
+        tags["string"] = string
+    elif string is not None:
+        raise _Invalid(f"{where}string is only for mppt readings")
+    ts = _check_ts(reading.get("ts"), now_ms, where)
+    fields = _typed_fields(kind, reading.get("fields"), where)
+    return make_point(READING_MEASUREMENT[kind].name, tags, fields, ts)
+
+
+def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
+    readings = data.get("readings")
+    if not isinstance(readings, list) or not readings:
+        raise _Invalid("readings must be a non-empty list")
+    if len(readings) > MAX_READINGS_PER_MESSAGE:
+        raise _Invalid(f"more than {MAX_READINGS_PER_MESSAGE} readings in one message")
+    extra = sorted(set(data) - {"v", "site", "readings"})
+    if extra:
+        raise _Invalid(f"unknown key(s) {', '.join(map(repr, extra))}")
+    points: list[Point] = []
+    problems: list[str] = []
+    for i, reading in enumerate(readings):
+        try:
+            points.append(_reading_point(site, reading, now_ms, f"readings[{i}]: "))
+        except _Invalid as exc:
+            problems.append(str(exc))
+    return Decoded(site, tuple(points), tuple(problems))
+
+
+def _event(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
+    device = data.get("device")
+    if not is_slug(device):
+        raise _Invalid(f"device {_short(device)} is not a slug")
+    code = data.get("code")
+    if not isinstance(code, str) or not EVENT_CODE_RE.fullmatch(code):
+        raise _Invalid(f"code {_short(code)} must match {EVENT_CODE_RE.pattern}")
+    active = data.get("active")
+    if not isinstance(active, bool):
+        raise _Invalid(f"active must be true or false, got {_short(active)}")
+    text = data.get("text", "")
+    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+        raise _Invalid(f"text must be a string of at most {MAX_TEXT_CHARS} characters")
+    _check_text(text, "text")
+    ts = _check_ts(data.get("ts"), now_ms, "")
+    point = make_point("event", {"site": site, "device": device, "code": code},
+                       {"active": int(active), "text": text}, ts)
+    return Decoded(site, (point,))
+
+
+def _health(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
+    """Agent metrics at the top level of the health payload; per-device detail is not stored."""
+    ts = _check_ts(data.get("ts"), now_ms, "") if "ts" in data else now_ms
+    metrics = {k: v for k, v in data.items() if k in AGENT.fields_by_name and k != "up"}
+    if not metrics:
+        raise _Invalid("health carries none of the agent metrics")
+    return Decoded(site, (make_point("agent", {"site": site}, _typed_fields("agent", metrics, ""), ts),))
+
+
+def _info(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
+    ts = _check_ts(data.get("ts"), now_ms, "") if "ts" in data else now_ms
+    site_fields = {k: data[k] for k in INFO_SITE_KEYS if data.get(k) is not None}
+    devices = data.get("devices", [])
+    if not isinstance(devices, list):
+        raise _Invalid("devices must be a list")
+    if not site_fields:
+        return Decoded(site)  # inventory only: nothing for site_info, nothing wrong either
+    return Decoded(site, (make_point("site_info", {"site": site}, _typed_fields("site_info", site_fields, ""), ts),))
+
+
+def _status(site: str, payload: bytes, now_ms: int) -> Decoded:
+    text = payload.decode("utf-8", errors="replace").strip()
+    if text == STATUS_ONLINE:
+        up = 1
+    elif text == STATUS_OFFLINE:
+        up = 0
+    else:
+        raise _Invalid(f"status must be {STATUS_ONLINE!r} or {STATUS_OFFLINE!r}, got {_short(text)}")
+    return Decoded(site, (make_point("agent", {"site": site}, {"up": up}, now_ms),))
+
+
+_JSON_KINDS = {"readings": _readings, "events": _event, "health": _health, "info": _info}
+
+
+def message_to_points(
+    topic: str,
+    payload: bytes,
+    now_ms: int,
+    root: str = "terril",
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Decoded:
+    """Turn one MQTT message into points; ``problems`` says what could not be stored and why.
+
+    ``now_ms`` is the receive time: it bounds timestamps from the future and
+    stamps ``status`` messages (which carry no time of their own).
+    """
+    parsed = parse_topic(topic, root)
+    if parsed is None:
+        return _reject(None, f"topic {topic!r} is not {root}/<site>/<kind>")
+    site, kind = parsed
+    if not is_slug(site):
+        return _reject(None, f"topic site {site!r} is not a slug")
+    if len(payload) > max_payload_bytes:
+        return _reject(site, f"payload of {len(payload)} bytes exceeds the {max_payload_bytes}-byte cap")
+    try:
+        if kind == "status":
+            return _status(site, payload, now_ms)
+        data = _envelope(_parse_json(payload), site)
+        decoded = _JSON_KINDS[kind](site, data, now_ms)
+    except _Invalid as exc:
+        return _reject(site, str(exc))
+    except ValueError as exc:  # make_point's own checks: should not happen after ours, but never crash
+        return _reject(site, f"cannot build point: {exc}")
+    if not decoded.points and not decoded.problems and kind != "info":
+        return _reject(site, "message holds nothing to store")
+    return decoded

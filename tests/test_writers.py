@@ -1,0 +1,92 @@
+"""Both InfluxDB writers against a real InfluxDB 1.6 (v2 path through the test proxy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent.central.points import make_point
+from agent.central.writers import V1Writer, V2Writer, WriteUnavailable
+from tests.fixtures.influx import InfluxServer
+from tests.fixtures.ports import free_port
+from tests.influx_v2_proxy import InfluxV2Proxy
+
+DB = "terril"
+TS = 1_700_000_000_000
+
+
+@pytest.fixture(params=["v1", "v2"])
+def writer_and_db(request: pytest.FixtureRequest, influx: InfluxServer) -> Iterator[tuple[object, InfluxServer]]:
+    influx.create_database(DB)
+    if request.param == "v1":
+        w: V1Writer | V2Writer = V1Writer(influx.url, DB, timeout=5)
+        yield w, influx
+        w.close()
+    else:
+        with InfluxV2Proxy(influx.port, token="s3cret") as proxy:
+            w = V2Writer(proxy.url, "ville", DB, "s3cret", timeout=5)
+            yield w, influx
+            w.close()
+
+
+def _inverter(device: str, ts: int, **fields: float | int) -> object:
+    return make_point("inverter", {"site": "mairie", "device": device}, dict(fields), ts)
+
+
+def test_points_are_stored_with_their_types(writer_and_db: tuple) -> None:
+    writer, influx = writer_and_db
+    points = [_inverter("ond-1", TS + i * 1000, ac_power_w=1000 + i, state=4) for i in range(50)]
+    assert writer.write(points) == []
+    rows = influx.rows('SELECT ac_power_w, state FROM inverter GROUP BY "device"', DB)
+    assert len(rows) == 50
+    assert rows[0]["device"] == "ond-1" and rows[0]["time"] == TS and rows[0]["ac_power_w"] == 1000.0
+    types = influx.rows("SHOW FIELD KEYS FROM inverter", DB)
+    assert {r["fieldKey"]: r["fieldType"] for r in types} == {"ac_power_w": "float", "state": "integer"}
+
+
+def test_type_conflict_isolates_the_one_point(writer_and_db: tuple) -> None:
+    writer, influx = writer_and_db
+    status, _ = influx.write_lines(DB, f"inverter,site=mairie,device=x temp_cabinet_c=1i {TS}")
+    assert status == 204
+    points = [_inverter("ond-1", TS + i, ac_power_w=float(i)) for i in range(20)]
+    bad = _inverter("ond-2", TS + 5, ac_power_w=1.0, temp_cabinet_c=30.5)
+    points.insert(7, bad)
+    rejected = writer.write(points)
+    assert [r.point for r in rejected] == [bad]
+    assert "conflict" in rejected[0].reason
+    rows = influx.rows("SELECT count(ac_power_w) FROM inverter WHERE device = 'ond-1'", DB)
+    assert rows[0]["count"] == 20
+
+
+def test_unreachable_server_is_retryable() -> None:
+    port = free_port()
+    for writer in (V1Writer(f"http://127.0.0.1:{port}", DB, timeout=1),
+                   V2Writer(f"http://127.0.0.1:{port}", "o", DB, "t", timeout=1)):
+        with pytest.raises(WriteUnavailable):
+            writer.write([_inverter("a", TS, ac_power_w=1.0)])
+        writer.close()
+
+
+def test_wrong_token_is_retryable_not_a_dead_letter(influx: InfluxServer) -> None:
+    influx.create_database(DB)
+    with InfluxV2Proxy(influx.port, token="right") as proxy:
+        writer = V2Writer(proxy.url, "ville", DB, "wrong", timeout=5)
+        with pytest.raises(WriteUnavailable) as exc:
+            writer.write([_inverter("a", TS, ac_power_w=1.0)])
+        assert exc.value.status == 401
+        assert "wrong" not in repr(writer)
+        writer.close()
+
+
+def test_v1_survives_influx_restart(influx: InfluxServer) -> None:
+    influx.create_database(DB)
+    writer = V1Writer(influx.url, DB, timeout=5)
+    assert writer.write([_inverter("a", TS, ac_power_w=1.0)]) == []
+    influx.stop()
+    with pytest.raises(WriteUnavailable):
+        writer.write([_inverter("a", TS + 1, ac_power_w=2.0)])
+    influx.start()
+    assert writer.write([_inverter("a", TS + 1, ac_power_w=2.0)]) == []
+    assert influx.rows("SELECT count(ac_power_w) FROM inverter", DB)[0]["count"] == 2
+    writer.close()
