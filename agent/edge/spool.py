@@ -1,0 +1,284 @@
+"""The agent's store-and-forward spool: every reading is written here before it is published.
+
+A reading leaves the spool only after the broker acknowledged it (PUBACK with a
+success reason code), or when the spool is full or too old and the oldest rows
+are dropped — and then the drop is counted in the database itself, so the count
+survives restarts and is reported in the agent's health.
+
+Design choices, for a Raspberry Pi that runs for years on an SD card:
+
+* One SQLite file in WAL mode; one poll is one transaction (one WAL append and
+  one fsync), and one batch of acknowledgements is one delete transaction.
+* ``synchronous=FULL`` by default. In WAL mode ``NORMAL`` survives a crash of
+  the process, but the WAL is only fsynced at checkpoints, so a *power cut*
+  can lose every commit since the last checkpoint — up to ~1000 pages, i.e.
+  many minutes of readings during a broker outage, exactly when the spool
+  matters. ``FULL`` adds one fsync of a few KiB per poll (every ~10 s), which
+  costs the card far less wear than the page writes themselves. Pass
+  ``synchronous="NORMAL"`` to trade that guarantee for fewer flushes.
+* One connection guarded by a lock, shared by the poller thread (append) and
+  the forwarder thread (read, delete). Every operation is a few milliseconds;
+  SQLite would serialise the writers anyway, and a single connection avoids
+  ``database is locked`` retries and keeps the row counter exact.
+* At open, ``PRAGMA quick_check``: a corrupt or unreadable file (SD card
+  corruption, a half-written copy) is renamed aside with its -wal/-shm files
+  and a fresh spool starts. The agent never crash-loops on its own spool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+SpoolKind = Literal["readings", "events"]
+SPOOL_KINDS: tuple[str, ...] = ("readings", "events")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind    TEXT    NOT NULL,
+    ts_ms   INTEGER NOT NULL,
+    payload TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('depth', 0);
+"""
+
+_AGE_SCAN_ROWS = 5000
+"""How many of the oldest rows one append inspects for expiry. Rows arrive in poll-time
+order, so the expired ones are at the head; scanning only the head keeps an append
+cheap even with a million rows spooled (no index on ts_ms to wear the card)."""
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """One thing to spool: a reading dict (``Reading.to_dict``) or an event payload."""
+
+    kind: SpoolKind
+    ts_ms: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SpooledItem:
+    """One row of the spool, as read back. ``payload`` is the compact JSON text stored."""
+
+    id: int
+    kind: SpoolKind
+    ts_ms: int
+    payload: str
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    depth: int
+    """Rows waiting to be published."""
+    oldest_age_s: float | None
+    """Age of the oldest waiting row (by poll time), None when the spool is empty."""
+    dropped: int
+    """Rows dropped because the spool was full or too old, since this spool file was created."""
+
+
+def _compact(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Spool:
+    """A bounded, crash-safe FIFO of readings and events (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_rows: int = 1_000_000,
+        max_age_s: float = 7 * 86400,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_rows < 1:
+            raise ValueError(f"spool max_rows must be at least 1, got {max_rows}")
+        if max_age_s <= 0:
+            raise ValueError(f"spool max_age_s must be positive, got {max_age_s}")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"spool synchronous must be FULL or NORMAL, got {synchronous!r}")
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self._synchronous = synchronous
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.moved_aside: Path | None = None
+        """Where a corrupt spool file was moved at open, if it was."""
+        self._db = self._open_or_replace()
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError(f"cannot switch to WAL journal mode (got {mode})")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL back to 8 MiB after checkpoints
+            check = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                raise sqlite3.DatabaseError("quick_check: " + "; ".join(str(c) for c in check[:3]))
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(spool)")}
+            if not {"id", "kind", "ts_ms", "payload"} <= columns:
+                raise sqlite3.DatabaseError(f"table spool has unexpected columns {sorted(columns)}")
+            # Re-derive the row counter once per open, so it can never drift for long.
+            depth = db.execute("SELECT count(*) FROM spool").fetchone()[0]
+            db.execute("UPDATE meta SET value = ? WHERE key = 'depth'", (depth,))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_or_replace(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    os.replace(src, Path(f"{aside}{suffix}"))
+            self.moved_aside = aside
+            log.error(
+                "spool %s is unreadable (%s): moved it aside to %s and started an empty spool",
+                self.path, exc, aside,
+            )
+            return self._connect()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, items: Sequence[SpoolItem]) -> list[int]:
+        """Write one poll in one transaction, then enforce the bounds. Returns the new row ids."""
+        if not items:
+            return []
+        rows = []
+        for item in items:
+            if item.kind not in SPOOL_KINDS:
+                raise ValueError(f"spool item kind must be one of {SPOOL_KINDS}, got {item.kind!r}")
+            rows.append((item.kind, int(item.ts_ms), _compact(item.payload)))
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                ids: list[int] = []
+                for row in rows:
+                    cur = db.execute("INSERT INTO spool (kind, ts_ms, payload) VALUES (?, ?, ?)", row)
+                    ids.append(int(cur.lastrowid or 0))
+                db.execute("UPDATE meta SET value = value + ? WHERE key = 'depth'", (len(ids),))
+                self._enforce_bounds(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return ids
+
+    def _enforce_bounds(self, db: sqlite3.Connection) -> None:
+        """Drop the oldest rows beyond ``max_rows`` or older than ``max_age_s``; count them."""
+        dropped = 0
+        cutoff_ms = int((self._clock() - self.max_age_s) * 1000)
+        cur = db.execute(
+            "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?) AND ts_ms < ?",
+            (_AGE_SCAN_ROWS, cutoff_ms),
+        )
+        dropped += max(cur.rowcount, 0)
+        depth = db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0] - dropped
+        if depth > self.max_rows:
+            cur = db.execute(
+                "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?)",
+                (depth - self.max_rows,),
+            )
+            dropped += max(cur.rowcount, 0)
+        if dropped:
+            db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
+            db.execute("UPDATE meta SET value = value - ? WHERE key = 'depth'", (dropped,))
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Remove rows the broker acknowledged, in one transaction. Returns how many were removed."""
+        id_list = list(ids)
+        if not id_list:
+            return 0
+        removed = 0
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(id_list), 500):
+                    chunk = id_list[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cur = db.execute(f"DELETE FROM spool WHERE id IN ({marks})", chunk)
+                    removed += max(cur.rowcount, 0)
+                db.execute("UPDATE meta SET value = value - ? WHERE key = 'depth'", (removed,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return removed
+
+    # ------------------------------------------------------------------ reading
+
+    def oldest(self, limit: int, kind: SpoolKind | None = None, after_id: int = 0) -> list[SpooledItem]:
+        """The oldest rows (by id) with ``id > after_id``, optionally of one kind."""
+        with self._lock:
+            if kind is None:
+                rows = self._db.execute(
+                    "SELECT id, kind, ts_ms, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT id, kind, ts_ms, payload FROM spool WHERE id > ? AND kind = ? ORDER BY id LIMIT ?",
+                    (after_id, kind, limit),
+                ).fetchall()
+        return [SpooledItem(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
+
+    def get(self, ids: Iterable[int]) -> list[SpooledItem]:
+        """The rows with these ids that are still spooled, in id order."""
+        id_list = list(ids)
+        out: list[SpooledItem] = []
+        with self._lock:
+            for start in range(0, len(id_list), 500):
+                chunk = id_list[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT id, kind, ts_ms, payload FROM spool WHERE id IN ({marks}) ORDER BY id", chunk
+                ).fetchall()
+                out += [SpooledItem(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
+        out.sort(key=lambda i: i.id)
+        return out
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            depth = int(self._db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0])
+            dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+            row = self._db.execute("SELECT ts_ms FROM spool ORDER BY id LIMIT 1").fetchone()
+        oldest_age = None if row is None else max(0.0, self._clock() - row[0] / 1000.0)
+        return SpoolStats(depth=depth, oldest_age_s=oldest_age, dropped=dropped)
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.path)!r}, max_rows={self.max_rows}, max_age_s={self.max_age_s})"

@@ -1,0 +1,179 @@
+"""The SQLite spool: order, bounds with an exact drop count, crash safety, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.edge.spool import Spool, SpoolItem
+
+
+NOW_MS = int(time.time() * 1000)
+
+
+def reading(ts: int, device: str = "ond-1") -> SpoolItem:
+    """A reading dict; small ``ts`` values are offsets from now (so the age bound keeps them)."""
+    if ts < 10**12:
+        ts += NOW_MS
+    return SpoolItem("readings", ts, {"device": device, "kind": "inverter", "ts": ts, "fields": {"ac_power_w": 1.5}})
+
+
+def test_append_oldest_delete_keep_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    ids = spool.append([reading(1000), reading(1000, "ond-2"), SpoolItem("events", NOW_MS, {"code": "X"})])
+    ids += spool.append([reading(2000)])
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    rows = spool.oldest(10)
+    assert [r.id for r in rows] == ids
+    assert rows[0].payload == (
+        '{"device":"ond-1","kind":"inverter","ts":%d,"fields":{"ac_power_w":1.5}}' % (NOW_MS + 1000)
+    )
+    assert [r.kind for r in spool.oldest(10, "events")] == ["events"]
+    assert [r.id for r in spool.oldest(10, "readings", after_id=ids[0])] == [ids[1], ids[3]]
+    assert spool.delete([ids[0], ids[2]]) == 2
+    assert [r.id for r in spool.oldest(10)] == [ids[1], ids[3]]
+    assert spool.stats().depth == 2
+    assert spool.delete([ids[0]]) == 0  # already gone: nothing removed, counter unchanged
+    assert spool.stats().depth == 2
+
+
+def test_full_spool_drops_oldest_and_counts_exactly_what_is_missing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_rows=50)
+    now_ms = int(time.time() * 1000)
+    all_ts = []
+    for poll in range(40):
+        batch = [reading(now_ms + poll * 10 + i, f"d{i}") for i in range(3)]
+        all_ts += [b.ts_ms for b in batch]
+        spool.append(batch)
+    kept = [r.ts_ms for r in spool.oldest(1000)]
+    stats = spool.stats()
+    assert stats.depth == len(kept) == 50
+    assert kept == all_ts[-50:], "the newest rows are kept, in order"
+    assert stats.dropped == len(all_ts) - len(kept) == 70
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db", max_rows=50)
+    assert reopened.stats().dropped == 70, "the drop counter survives a restart"
+    assert reopened.stats().depth == 50
+
+
+def test_rows_older_than_max_age_are_dropped_and_counted(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    spool = Spool(tmp_path / "spool.db", max_age_s=3600, clock=lambda: now[0])
+    spool.append([reading(int((now[0] - 7200) * 1000))])  # already too old: dropped at once
+    assert spool.stats().depth == 0 and spool.stats().dropped == 1
+    spool.append([reading(int(now[0] * 1000))])
+    now[0] += 1800
+    spool.append([reading(int(now[0] * 1000))])
+    stats = spool.stats()
+    assert stats.depth == 2 and stats.oldest_age_s == pytest.approx(1800)
+    now[0] += 2000  # the first of the two is now 3800 s old
+    spool.append([reading(int(now[0] * 1000))])
+    assert [r.ts_ms for r in spool.oldest(10)] == [int((now[0] - 2000) * 1000), int(now[0] * 1000)]
+    assert spool.stats().dropped == 2
+
+
+def test_two_threads_append_and_delete_concurrently(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", synchronous="NORMAL")
+    appended: list[int] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(300):
+            appended.extend(spool.append([reading(i), reading(i, "b")]))
+        done.set()
+
+    deleted = 0
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set() or spool.stats().depth:
+        rows = spool.oldest(50)
+        deleted += spool.delete(r.id for r in rows)
+    thread.join()
+    assert deleted == len(appended) == 600
+    assert spool.stats().depth == 0
+
+
+def test_corrupt_file_is_moved_aside_and_a_fresh_spool_works(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    spool.append([reading(i) for i in range(200)])
+    spool.close()
+    with open(path, "r+b") as f:  # scribble over the b-tree pages, keep the header
+        f.seek(4096)
+        f.write(os.urandom(8192))
+    with caplog.at_level(logging.ERROR, logger="agent.edge.spool"):
+        fresh = Spool(path)
+    assert fresh.moved_aside is not None and fresh.moved_aside.exists()
+    assert fresh.moved_aside.name.startswith("spool.db.corrupt-")
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "moved it aside" in errors[0].getMessage()
+    assert fresh.stats().depth == 0
+    fresh.append([reading(1)])
+    assert [r.ts_ms for r in fresh.oldest(10)] == [NOW_MS + 1]
+
+
+def test_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"this is not sqlite\n" * 100)
+    spool = Spool(path)
+    assert spool.moved_aside is not None
+    assert spool.moved_aside.read_bytes().startswith(b"this is not sqlite")
+    assert spool.append([reading(5)])
+
+
+_WRITER = r"""
+import sys, time
+from agent.edge.spool import Spool, SpoolItem
+spool = Spool(sys.argv[1], synchronous=sys.argv[2])
+poll = int(sys.argv[3])
+base = int(time.time() * 1000) - poll  # poll numbers become recent millisecond timestamps
+while True:
+    items = [SpoolItem("readings", base + poll, {"device": f"d{i}", "ts": poll})
+             for i in range(5)]
+    spool.append(items)
+    print(poll, flush=True)   # reported only after the commit returned
+    poll += 1
+"""
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_sigkill_never_loses_a_committed_poll(tmp_path: Path, synchronous: str) -> None:
+    path = tmp_path / "spool.db"
+    rng = random.Random(1234)
+    committed: list[int] = []
+    next_poll = 0
+    for _ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), synchronous, str(next_poll)],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert proc.stdout is not None
+        time.sleep(0.4 + rng.random() * 0.6)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        lines = proc.stdout.read().split()
+        proc.stdout.close()
+        committed += [int(x) for x in lines]
+        next_poll = (committed[-1] + 1) if committed else next_poll
+    assert len(committed) > 20, "the writer should have committed polls before each kill"
+    spool = Spool(path)
+    assert spool.moved_aside is None, "a killed writer never corrupts the spool"
+    per_poll = Counter(json.loads(r.payload)["ts"] for r in spool.oldest(10**7))
+    missing = [p for p in committed if p not in per_poll]
+    assert missing == []
+    assert all(per_poll[p] == 5 for p in committed), "every committed poll is complete (one transaction)"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
