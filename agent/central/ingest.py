@@ -1,0 +1,347 @@
+"""The central ingest: MQTT 5 messages in, InfluxDB points out, nothing lost.
+
+Delivery (DESIGN.md, "Delivery guarantees"):
+
+* persistent MQTT 5 session (clean start off, session expiry from the config)
+  and manual acknowledgement: a message is acknowledged only once the
+  InfluxDB write holding its points succeeded, or once its dead letter was
+  acknowledged by the broker. Killed at any moment, the ingest loses nothing:
+  the broker redelivers what was not acknowledged, and a rewritten point
+  overwrites itself (same series, same timestamp).
+* InfluxDB down, slow or answering 5xx: the batch is retried with capped
+  exponential back-off and no message is acknowledged meanwhile; the broker
+  holds the rest (it sends at most ``receive_maximum`` unacknowledged
+  messages, the MQTT 5 flow control).
+* a message that cannot be stored (invalid, or a point InfluxDB refuses) is
+  republished on ``<root>/_deadletter`` with the reason, counted, and then
+  acknowledged: garbage never blocks valid data.
+
+Threads: paho's network thread only queues received messages; the calling
+thread validates, batches, writes and acknowledges. A paho message id is only
+meaningful on the connection it arrived on, so each message remembers its
+connection generation and is acknowledged only on that same connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from agent.central.config import IngestConfig
+from agent.central.points import Point, encode_line
+from agent.central.validate import message_to_points
+from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
+from agent.schema import TOPIC_KINDS, deadletter_topic
+
+log = logging.getLogger(__name__)
+
+IDLE_FLUSH_S = 0.1
+"""Write a partial batch once no message arrived for this long (the broker's window may be full)."""
+RETRY_INITIAL_S = 0.5
+DEADLETTER_LOG_EVERY_S = 60.0
+
+
+@dataclass
+class Message:
+    """One received MQTT message, waiting for its points to be written before it is acknowledged."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_ms: int
+    site: str | None = None
+    problems: list[str] = field(default_factory=list)
+    refused_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestStats:
+    """Counters since start (also what the bench and the tests read)."""
+
+    messages: int = 0
+    points_written: int = 0
+    deadletters: int = 0
+    acked: int = 0
+    writes: int = 0
+    write_failures: int = 0
+    reconnects: int = 0
+
+
+def subscription_topics(root: str, group: str) -> list[str]:
+    """``$share/<group>/<root>/+/<kind>`` for every topic kind of the MQTT contract."""
+    return [f"$share/{group}/{root}/+/{kind}" for kind in TOPIC_KINDS]
+
+
+def deadletter_payload(msg: Message, client_id: str) -> bytes:
+    """JSON: the reason, the topic and the original payload (base64 when it is not UTF-8)."""
+    reason = "; ".join(msg.problems) if len(msg.problems) <= 5 else (
+        "; ".join(msg.problems[:5]) + f"; … {len(msg.problems) - 5} more")
+    body: dict[str, object] = {
+        "reason": reason,
+        "topic": msg.topic,
+        "site": msg.site,
+        "received_ms": msg.received_ms,
+        "ingest": client_id,
+    }
+    if msg.refused_lines:
+        body["refused_lines"] = msg.refused_lines
+    try:
+        body["payload"] = msg.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        body["payload_base64"] = base64.b64encode(msg.payload).decode("ascii")
+    return json.dumps(body, ensure_ascii=True).encode("ascii")
+
+
+class _DeadLetterLog:
+    """One log line per (site, kind of reason) per minute, so a stream of garbage cannot flood the journal."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last: dict[tuple[str | None, str], float] = {}
+        self._suppressed = 0
+
+    @staticmethod
+    def _kind(reason: str) -> str:
+        return re.sub(r"'[^']*'|\"[^\"]*\"|\[\d+\]|-?\d[\d.e+-]*", "…", reason)[:80]
+
+    def note(self, site: str | None, reason: str) -> None:
+        now = self._clock()
+        key = (site, self._kind(reason))
+        if now - self._last.get(key, -1e9) < DEADLETTER_LOG_EVERY_S:
+            self._suppressed += 1
+            return
+        if len(self._last) > 10_000:
+            self._last = {k: t for k, t in self._last.items() if now - t < DEADLETTER_LOG_EVERY_S}
+        self._last[key] = now
+        more = f" ({self._suppressed} other dead letters since the last such line)" if self._suppressed else ""
+        self._suppressed = 0
+        log.warning("dead letter from site %s: %s%s", site or "?", reason[:300], more)
+
+
+class Ingest:
+    """MQTT → InfluxDB. ``run(stop)`` blocks until *stop* is set."""
+
+    def __init__(self, config: IngestConfig, writer: InfluxWriter | None = None) -> None:
+        self.config = config
+        self.writer = writer if writer is not None else make_writer(config.influxdb)
+        self.stats = IngestStats()
+        self.client_id = config.subscription.client_id
+        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._generation = 0
+        self._connected = threading.Event()
+        self.subscribed = threading.Event()
+        """Set once the broker confirmed the subscriptions (tests and the demo wait for it)."""
+        self._deadletter_topic = deadletter_topic(config.topic_root)
+        self._deadletter_log = _DeadLetterLog(time.monotonic)
+        self._influx_down_since: float | None = None
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ MQTT
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        if cfg.broker.username is not None:
+            password = cfg.broker.password.get_secret_value() if cfg.broker.password is not None else None
+            client.username_pw_set(cfg.broker.username, password)
+        if cfg.broker.tls is not None:
+            tls = cfg.broker.tls
+            client.tls_set(ca_certs=tls.ca, certfile=tls.cert, keyfile=tls.key, cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(tls.insecure)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(0)  # outgoing dead letters: never dropped by paho
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+        reason_code: mqtt.ReasonCode, properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%s refused the connection: %s",
+                      self.config.broker.host, self.config.broker.port, reason_code)
+            return
+        self._generation += 1
+        if self._generation > 1:
+            self.stats.reconnects += 1
+        log.info("connected to broker %s:%s as %s (session %s)", self.config.broker.host,
+                 self.config.broker.port, self.client_id, "resumed" if flags.session_present else "new")
+        topics = subscription_topics(self.config.topic_root, self.config.subscription.group)
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        self._connected.set()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int,
+        reason_codes: list[mqtt.ReasonCode], properties: Properties | None,
+    ) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused the subscription(s): %s (check the ingest user's ACL)", ", ".join(refused))
+            return
+        log.info("subscribed to %d topics as group %s", len(reason_codes), self.config.subscription.group)
+        self.subscribed.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+        reason_code: mqtt.ReasonCode, properties: Properties | None,
+    ) -> None:
+        if self._connected.is_set():
+            log.warning("lost the broker connection (%s); reconnecting, unacknowledged messages will be redelivered",
+                        reason_code)
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(Message(self._generation, message.mid, message.qos, message.topic,
+                                bytes(message.payload), int(time.time() * 1000)))
+
+    def _ack(self, msg: Message) -> None:
+        if msg.qos == 0:
+            return
+        if msg.generation != self._generation or not self._connected.is_set():
+            return  # arrived on a connection that is gone: the broker redelivers it
+        self._client.ack(msg.mid, msg.qos)
+        self.stats.acked += 1
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect, then validate, batch, write and acknowledge until *stop* is set."""
+        cfg = self.config
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = cfg.subscription.session_expiry
+        props.ReceiveMaximum = cfg.subscription.receive_maximum
+        log.info("ingest %s: broker %s:%s, InfluxDB %r, batches of %d points or %.1f s",
+                 self.client_id, cfg.broker.host, cfg.broker.port, self.writer,
+                 cfg.batch.max_points, cfg.batch.max_delay)
+        self._client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.broker.keepalive,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+        try:
+            self._loop(stop)
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self.writer.close()
+            log.info("ingest stopped: %d messages, %d points written, %d dead letters",
+                     self.stats.messages, self.stats.points_written, self.stats.deadletters)
+
+    def _loop(self, stop: threading.Event) -> None:
+        cfg = self.config.batch
+        window = self.config.subscription.receive_maximum
+        batch: list[Message] = []
+        points: list[tuple[Point, Message]] = []
+        first_at = 0.0
+        last_at = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if batch:
+                wait = max(0.0, min(first_at + cfg.max_delay, last_at + IDLE_FLUSH_S) - now)
+            else:
+                wait = 0.5
+            try:
+                msg = self._inbox.get(timeout=wait)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                now = time.monotonic()
+                if not batch:
+                    first_at = now
+                last_at = now
+                batch.append(msg)
+                points.extend((p, msg) for p in self._decode(msg))
+            due = bool(batch) and (
+                len(points) >= cfg.max_points
+                or len(batch) >= window
+                or now >= first_at + cfg.max_delay
+                or (msg is None and now >= last_at + IDLE_FLUSH_S)
+            )
+            if due:
+                self._flush(batch, points, stop)
+                batch, points = [], []
+
+    def _decode(self, msg: Message) -> list[Point]:
+        self.stats.messages += 1
+        decoded = message_to_points(msg.topic, msg.payload, msg.received_ms, self.config.topic_root,
+                                    self.config.max_payload_bytes)
+        msg.site = decoded.site
+        msg.problems.extend(decoded.problems)
+        return list(decoded.points)
+
+    def _flush(self, batch: list[Message], points: list[tuple[Point, Message]], stop: threading.Event) -> None:
+        """Write, dead-letter, then acknowledge the batch's messages.
+
+        Returns without acknowledging when stopped while InfluxDB is down, or when the
+        connection dropped before the dead letters were confirmed: the broker redelivers.
+        """
+        by_point = {id(p): m for p, m in points}
+        delay = RETRY_INITIAL_S
+        while True:
+            try:
+                rejected = self.writer.write([p for p, _ in points]) if points else []
+                self.stats.writes += 1 if points else 0
+                break
+            except WriteUnavailable as exc:
+                self.stats.write_failures += 1
+                if self._influx_down_since is None:
+                    self._influx_down_since = time.monotonic()
+                    log.error("InfluxDB unavailable (%s): holding %d messages unacknowledged, "
+                              "retrying with back-off up to %.0f s", exc, len(batch),
+                              self.config.influxdb.retry_max_delay)
+                if stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.config.influxdb.retry_max_delay)
+        if self._influx_down_since is not None:
+            log.info("InfluxDB available again after %.0f s", time.monotonic() - self._influx_down_since)
+            self._influx_down_since = None
+        for r in rejected:
+            msg = by_point[id(r.point)]
+            msg.problems.append(f"InfluxDB refused {r.point.measurement} point: {r.reason}")
+            msg.refused_lines.append(encode_line(r.point))
+        self.stats.points_written += len(points) - len(rejected)
+        dead = [m for m in batch if m.problems]
+        if dead and not self._publish_deadletters(dead, stop):
+            return
+        for msg in batch:
+            self._ack(msg)
+
+    def _publish_deadletters(self, dead: list[Message], stop: threading.Event) -> bool:
+        """Publish every dead letter at QoS 1 and wait for the broker's PUBACKs before acking originals.
+
+        False when the connection dropped first: the originals stay unacknowledged and the
+        broker redelivers them (the dead letter may then be published twice, never zero times).
+        """
+        infos = []
+        for msg in dead:
+            self._deadletter_log.note(msg.site, msg.problems[0])
+            infos.append(self._client.publish(self._deadletter_topic, deadletter_payload(msg, self.client_id), qos=1))
+        for info in infos:
+            try:
+                while not info.is_published():
+                    if stop.is_set() or not self._connected.is_set():
+                        return False
+                    info.wait_for_publish(timeout=0.1)
+            except (ValueError, RuntimeError):  # not sent: no connection
+                return False
+        self.stats.deadletters += len(dead)
+        return True
