@@ -1,0 +1,137 @@
+"""``terril check-config FILE``: validate an agent or ingest config before a service uses it.
+
+Meant for the technician editing ``/etc/terril/agent.yaml`` over SSH: every
+problem is printed at once, one per line on stderr (``file: key.path: reason``),
+exit status 2. On success a short summary shows what the agent will do, and
+which values come from defaults rather than from the file. Secrets are never
+printed, only where they come from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
+from agent.errors import ConfigError
+
+EXIT_INVALID = 2
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="agent or ingest YAML config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        data = read_yaml(path)
+        if isinstance(data, dict) and "influxdb" in data:
+            return _check_ingest(path)
+        config = load_agent_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    print(f"{path}: agent config OK")
+    for line in agent_summary(config):
+        print(line)
+    return 0
+
+
+def _print_problems(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"{exc.source}: {problem}", file=sys.stderr)
+    count = len(exc.problems)
+    print(f"{exc.source}: {count} problem{'s' if count != 1 else ''}, nothing was started", file=sys.stderr)
+
+
+def _check_ingest(path: Path) -> int:
+    try:
+        from agent.central.config import load_ingest_config  # lazy: central code, not on the Pi
+    except ImportError as exc:
+        print(
+            f"{path}: looks like an ingest config (it has an influxdb section), but this installation "
+            f"cannot check ingest configs ({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        config = load_ingest_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    print(f"{path}: ingest config OK")
+    broker = getattr(config, "broker", None)
+    influx = getattr(config, "influxdb", None)
+    if broker is not None:
+        print(f"broker {getattr(broker, 'host', '?')}:{getattr(broker, 'port', '?')}")
+    if influx is not None:
+        print(f"influxdb {getattr(influx, 'url', '?')} (api {getattr(influx, 'api', '?')})")
+    return 0
+
+
+def agent_summary(config: AgentConfig) -> list[str]:
+    """Human lines describing a valid agent config; no secret in them."""
+    site, broker = config.site, config.broker
+    lines = [
+        f"site {site.slug} ({site.name}): {site.peak_power_w / 1000:g} kWp"
+        + (f", {site.panels} panels" if site.panels is not None else "")
+        + f", owner {site.owner}",
+    ]
+    if broker.password_file is not None:
+        secret = f"password from {broker.password_file}"
+    elif broker.password is not None:
+        secret = "password inline"
+    else:
+        secret = "no password"
+    tls = "TLS" if broker.tls is not None else "no TLS"
+    lines.append(
+        f"broker {broker.host}:{broker.port} ({tls}), user {broker.username or '(none)'}, {secret}, "
+        f"client id {broker.client_id}, topics {config.topics.readings}"
+    )
+    if broker.username is not None and broker.username != site.slug:
+        lines.append(
+            f"note: broker.username {broker.username!r} differs from site.slug {site.slug!r}; "
+            "the shipped Mosquitto ACL (pattern write terril/%u/#) will refuse this agent's messages"
+        )
+    lines.append(f"{len(config.devices)} device{'s' if len(config.devices) != 1 else ''}:")
+    for dev in config.devices:
+        lines.append("  " + _device_line(dev))
+    defaults = defaulted_keys(config)
+    if defaults:
+        lines.append("defaults used: " + ", ".join(defaults))
+    return lines
+
+
+def _device_line(dev: DeviceConfig) -> str:
+    tr = dev.transport
+    if isinstance(tr, RtuTransport):
+        where = f"rtu {tr.port} {tr.baudrate} {tr.bytesize}{tr.parity}{tr.stopbits}"
+    else:
+        where = f"tcp {tr.host}:{tr.port}"
+    unit = f"unit {dev.unit}" + (" (default)" if "unit" not in dev.model_fields_set else "")
+    every = f"every {dev.interval} s" + (" (default)" if "interval" not in dev.model_fields_set else "")
+    logical = f", logical device {dev.logical_device}" if dev.logical_device != 1 else ""
+    return f"{dev.name}: {dev.kind}, driver {dev.driver}, {where}, {unit}{logical}, {every}"
+
+
+def defaulted_keys(model: BaseModel, prefix: str = "") -> list[str]:
+    """``key=value`` for every key the file left out (device entries are shown per device instead)."""
+    out: list[str] = []
+    for name in type(model).model_fields:
+        value: Any = getattr(model, name)
+        dotted = f"{prefix}{name}"
+        if name == "devices" or "password" in name:
+            continue
+        if name not in model.model_fields_set:
+            if isinstance(value, BaseModel):
+                out.append(f"{dotted}.*")
+            elif value is not None and value != "":
+                out.append(f"{dotted}={value}")
+        elif isinstance(value, BaseModel):
+            out += defaulted_keys(value, dotted + ".")
+    return out
