@@ -1,0 +1,243 @@
+"""The SunSpec device driver: discover the model chain once, then poll with a fixed plan.
+
+Model-driven like pysunspec2: the register layout comes from the official model
+definitions (``sunspec_models``) and the lengths the device declares
+(``sunspec_discovery``); which point feeds which schema field is a table
+(``sunspec_mapping``). Nothing here names a register address.
+
+One Modbus unit can hold several logical devices (each model 1 opens one);
+``logical_device`` picks which one this driver polls (1-based).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agent.devices.base import DecodedPoll, DeviceIdentity
+from agent.devices.sunspec_discovery import (
+    COMMON_MODEL_ID,
+    LogicalDevice,
+    ModelBlock,
+    SunSpecChain,
+    find_chain,
+)
+from agent.devices.sunspec_mapping import (
+    INVERTER_FIELDS,
+    INVERTER_MODELS,
+    METER_FIELDS,
+    METER_MODELS,
+    MPPT_FIELDS,
+    MPPT_MODEL,
+    NAMEPLATE_MODEL,
+    BoundField,
+    FieldMap,
+    active_bits,
+    bind_fixed,
+    bind_repeating,
+    decode_fields,
+)
+from agent.devices.sunspec_models import model_def
+from agent.devices.sunspec_types import decode_registers
+from agent.errors import DecodeError
+from agent.modbus.plan import MODBUS_MAX_REGISTERS, ReadRequest, RegisterBlock, RegisterSpan, Table, plan_reads
+from agent.modbus.types import RegisterReader
+from agent.schema import DEVICE_KINDS, STATE_FAULT, STATE_NAMES, DeviceKind, Reading
+
+log = logging.getLogger(__name__)
+
+STATE_FAULT_CODE = "STATE_FAULT"
+"""Event code raised while the operating state (St) is FAULT."""
+
+_IDENTITY_BODIES = frozenset({COMMON_MODEL_ID, NAMEPLATE_MODEL})
+"""Models whose contents discovery reads (identity); the others only need their headers."""
+
+
+@dataclass(frozen=True)
+class DiscoveredDevice:
+    """One logical SunSpec device found by :func:`scan` (for ``terril scan``)."""
+
+    base: int
+    table: Table
+    logical_index: int
+    models: tuple[ModelBlock, ...]
+    """Every model with its address and declared length ``L``."""
+    identity: DeviceIdentity
+
+    @property
+    def kind(self) -> DeviceKind | None:
+        """inverter or meter when a monitoring model says so, else None."""
+        ids = {m.id for m in self.models}
+        if ids & INVERTER_MODELS:
+            return "inverter"
+        if ids & METER_MODELS:
+            return "meter"
+        return None
+
+
+def _string_point(chain: SunSpecChain, block: ModelBlock, name: str) -> str | None:
+    definition = model_def(block.id)
+    point = definition.point(name) if definition else None
+    if point is None or point.offset + point.size > 2 + block.length:
+        return None  # the device's model is shorter than the definition (e.g. SolarEdge L=65)
+    registers = chain.registers.get(chain.table, block.address + point.offset, point.size)
+    value = None if registers is None else decode_registers(point.type, registers)
+    return value if isinstance(value, str) else None
+
+
+def identity_of(chain: SunSpecChain, device: LogicalDevice) -> DeviceIdentity:
+    """Manufacturer, model, serial, firmware (model 1) and rated power (model 120 WRtg)."""
+    common = device.first({COMMON_MODEL_ID})
+    rated: float | None = None
+    nameplate = device.first({NAMEPLATE_MODEL})
+    nameplate_def = model_def(NAMEPLATE_MODEL)
+    if nameplate is not None and nameplate_def is not None:
+        for bound in bind_fixed((FieldMap("WRtg", "rated_power_w"),), nameplate_def, nameplate):
+            value = bound.value(chain.registers, chain.table)
+            rated = float(value) if value is not None else None
+    return DeviceIdentity(
+        manufacturer=_string_point(chain, common, "Mn") if common else None,
+        model=_string_point(chain, common, "Md") if common else None,
+        serial=_string_point(chain, common, "SN") if common else None,
+        firmware=_string_point(chain, common, "Vr") if common else None,
+        rated_power_w=rated,
+        models=device.model_ids,
+    )
+
+
+async def scan(reader: RegisterReader, max_registers: int = MODBUS_MAX_REGISTERS) -> list[DiscoveredDevice]:
+    """Every logical SunSpec device on one Modbus unit, with its models and identity."""
+    chain = await find_chain(reader, max_registers, bodies_of=_IDENTITY_BODIES)
+    return [
+        DiscoveredDevice(chain.base, chain.table, device.index, device.models, identity_of(chain, device))
+        for device in chain.logical_devices()
+    ]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where this driver's fields are on the device (compiled once after discovery)."""
+
+    table: Table
+    model_id: int
+    fields: tuple[BoundField, ...]
+    strings: tuple[tuple[BoundField, ...], ...]
+    """Model 160 modules, in order; module *i* becomes MPPT string ``str(i + 1)``."""
+
+    def spans(self, max_registers: int) -> list[RegisterSpan]:
+        bound = list(self.fields) + [b for module in self.strings for b in module]
+        return [span for b in bound for span in b.spans(self.table, max_registers)]
+
+
+def _compile(kind: DeviceKind, device: LogicalDevice, table: Table) -> _Layout:
+    monitoring_ids = INVERTER_MODELS if kind == "inverter" else METER_MODELS
+    block = device.first(monitoring_ids)
+    if block is None:
+        raise DecodeError(
+            f"SunSpec logical device {device.index} has no {kind} model "
+            f"(found models {', '.join(map(str, device.model_ids)) or 'none'}; "
+            f"expected one of {', '.join(map(str, sorted(monitoring_ids)))})"
+        )
+    definition = model_def(block.id)
+    assert definition is not None  # every id in the monitoring sets ships with pysunspec2
+    fields = bind_fixed(INVERTER_FIELDS if kind == "inverter" else METER_FIELDS, definition, block)
+    strings: tuple[tuple[BoundField, ...], ...] = ()
+    mppt = device.first({MPPT_MODEL}) if kind == "inverter" else None
+    mppt_def = model_def(MPPT_MODEL)
+    if mppt is not None and mppt_def is not None:
+        strings = bind_repeating(MPPT_FIELDS, mppt_def, mppt)
+    return _Layout(table, block.id, fields, strings)
+
+
+class SunSpecDriver:
+    """A :class:`agent.devices.base.DeviceDriver` for any SunSpec inverter or meter.
+
+    ``max_gap`` is how many unused registers a request may read through between
+    two needed ones. By default any gap, up to ``max_registers``: every register
+    between two models of the chain belongs to the SunSpec map (so the device
+    serves it), and one round trip costs more than a few dozen registers of wire
+    time even on RS-485 at 9600 baud.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: DeviceKind,
+        logical_device: int = 1,
+        max_registers: int = MODBUS_MAX_REGISTERS,
+        *,
+        max_gap: int | None = None,
+    ) -> None:
+        if kind not in DEVICE_KINDS:
+            raise ValueError(f"device {name}: kind must be one of {DEVICE_KINDS}, got {kind!r}")
+        if logical_device < 1:
+            raise ValueError(f"device {name}: logical_device counts from 1, got {logical_device}")
+        if not 1 <= max_registers <= MODBUS_MAX_REGISTERS:
+            raise ValueError(f"device {name}: max_registers must be 1..{MODBUS_MAX_REGISTERS}, got {max_registers}")
+        self.name = name
+        self.kind: DeviceKind = kind
+        self.logical_device = logical_device
+        self.max_registers = max_registers
+        self.max_gap = max_registers if max_gap is None else max_gap
+        self._layout: _Layout | None = None
+        self._plan: list[ReadRequest] = []
+        self.identity: DeviceIdentity | None = None
+
+    def __repr__(self) -> str:
+        return f"SunSpecDriver(name={self.name!r}, kind={self.kind!r}, logical_device={self.logical_device})"
+
+    async def discover(self, reader: RegisterReader) -> DeviceIdentity:
+        chain = await find_chain(reader, self.max_registers, bodies_of=_IDENTITY_BODIES)
+        devices = chain.logical_devices()
+        if self.logical_device > len(devices):
+            raise DecodeError(
+                f"device {self.name}: logical_device {self.logical_device} asked, but the SunSpec map at "
+                f"{chain.base} holds {len(devices)} logical device(s)"
+            )
+        device = devices[self.logical_device - 1]
+        layout = _compile(self.kind, device, chain.table)
+        self._plan = plan_reads(layout.spans(self.max_registers), self.max_registers, self.max_gap)
+        self._layout = layout
+        self.identity = identity_of(chain, device)
+        log.info(
+            "%s: SunSpec map at %s register %d, logical device %d/%d, models %s, %d request(s) per poll",
+            self.name,
+            chain.table,
+            chain.base,
+            device.index,
+            len(devices),
+            ",".join(map(str, device.model_ids)),
+            len(self._plan),
+        )
+        return self.identity
+
+    def plan(self) -> list[ReadRequest]:
+        if self._layout is None:
+            raise RuntimeError(f"device {self.name}: plan() called before discover()")
+        return list(self._plan)
+
+    def spans(self) -> list[RegisterSpan]:
+        """The atomic spans (a value with its scale factor) the plan covers; for tests and tools."""
+        if self._layout is None:
+            raise RuntimeError(f"device {self.name}: spans() called before discover()")
+        return self._layout.spans(self.max_registers)
+
+    def decode(self, block: RegisterBlock, ts_ms: int) -> DecodedPoll:
+        layout = self._layout
+        if layout is None:
+            raise RuntimeError(f"device {self.name}: decode() called before discover()")
+        fields = decode_fields(layout.fields, block, layout.table)
+        readings = [Reading(device=self.name, kind=self.kind, ts=ts_ms, fields=fields)]
+        for index, module in enumerate(layout.strings, start=1):
+            string_fields = decode_fields(module, block, layout.table)
+            if string_fields:  # a module that reports nothing is not a reading
+                readings.append(Reading(device=self.name, kind="mppt", ts=ts_ms, fields=string_fields, string=str(index)))
+        events: dict[str, str] = {}
+        for bound in layout.fields:
+            if bound.field == "events" and isinstance(fields.get("events"), int):
+                events.update(active_bits(bound.point, int(fields["events"]), layout.model_id))
+        state = fields.get("state")
+        state = int(state) if state is not None else None
+        if state == STATE_FAULT:
+            events[STATE_FAULT_CODE] = f"Operating state {STATE_NAMES[STATE_FAULT]} (SunSpec St = {STATE_FAULT})"
+        return DecodedPoll(readings=readings, active_events=events, state=state)
