@@ -300,3 +300,28 @@ def test_cli_backfill(server: InfluxServer, db: str, tmp_path: Path, capsys: pyt
     down.write_text(f"influxdb: {{api: v1, url: 'http://127.0.0.1:{free_port()}', database: x}}\n", encoding="utf-8")
     assert cli.main(["rollup", "-c", str(down), "--since", "2026-03-28", "--until", "2026-03-28"]) == 1
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_job_from_ingest_config_with_either_api_and_the_ingest_writer(server: InfluxServer, db: str) -> None:
+    from agent.central.config import parse_ingest_config
+    from agent.central.writers import make_writer
+
+    t = town(AUTUMN)
+    _load(server, db, t)
+    now = datetime(2026, 10, 25, 20, 0, tzinfo=ZONE)
+    v1 = parse_ingest_config({"influxdb": {"api": "v1", "url": server.url, "database": db}})
+    writer = make_writer(v1.influxdb)
+    try:
+        assert Rollup.from_config(v1, write=writer.write).run_once(now) == 8  # Oct 24 and 25, 3 sites + territory
+    finally:
+        writer.close()
+    first = _daily(server, db)
+    # api v2: the bucket is queried (and written) through /query and /write with a Token header
+    v2 = parse_ingest_config(
+        {"influxdb": {"api": "v2", "url": server.url, "org": "ville", "bucket": db, "token": "s3cr3t-token"}}
+    )
+    job = Rollup.from_config(v2)
+    assert "s3cr3t" not in repr(job)
+    assert job.timezone == "Europe/Paris" and job.reference_wh_per_year is None
+    assert job.run_once(now) == 8
+    assert _daily(server, db) == first
