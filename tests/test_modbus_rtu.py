@@ -136,3 +136,41 @@ def test_missing_serial_port_is_a_transport_error(tmp_path: Path) -> None:
 )
 def test_inter_frame_silence(baudrate: int, parity: str, stopbits: int, expected_ms: float) -> None:
     assert inter_frame_silence(baudrate, parity, stopbits) * 1000 == pytest.approx(expected_ms)
+
+
+def test_serial_line_lost_then_back(tmp_path: Path) -> None:
+    """The USB adapter disappears (socat stopped) and comes back: TransportError, then reads again."""
+    traffic = Traffic()
+
+    async def scenario() -> None:
+        proc, agent_end, device_end = start_pty_pair(tmp_path)
+        server = await start_serial_server(device_end, BAUD, units=(1,), traffic=traffic)
+        pool = LinkPool(backoff=lambda: Backoff(0.1, 0.2, jitter=0.0))
+        bus = pool.rtu(str(agent_end), BAUD, timeout=TIMEOUT)
+        reader = pool.unit(bus, 1)
+        try:
+            assert await reader.read("holding", 0, 2) == [holding_value(1, 0), holding_value(1, 1)]
+            await server.shutdown()
+            stop_process(proc)
+            await asyncio.sleep(0.1)
+            with pytest.raises(TransportError, match="agent-tty unit 1"):
+                await reader.read("holding", 0, 2)
+            assert not bus.connected
+
+            proc, agent_end, device_end = start_pty_pair(tmp_path)
+            server = await start_serial_server(device_end, BAUD, units=(1,), traffic=traffic)
+            deadline = time.monotonic() + 3
+            while True:
+                try:
+                    assert await reader.read("holding", 0, 2) == [holding_value(1, 0), holding_value(1, 1)]
+                    break
+                except TransportError:
+                    assert time.monotonic() < deadline, "serial bus did not come back"
+                    await asyncio.sleep(0.05)
+            assert bus.connected
+        finally:
+            await pool.close()
+            await server.shutdown()
+            stop_process(proc)
+
+    asyncio.run(scenario())

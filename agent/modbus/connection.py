@@ -74,6 +74,8 @@ class ModbusLink(ABC):
     """One path to Modbus units: a TCP connection or an RS-485 bus. Reads only."""
 
     kind: Literal["tcp", "rtu"]
+    closed_reason = "connection closed"
+    """What to log when the connection drops between two requests."""
 
     def __init__(self, name: str, timeout: float, pause: float, backoff: Backoff | None) -> None:
         if not timeout > 0:
@@ -170,7 +172,7 @@ class ModbusLink(ABC):
         if client.connected:
             return client
         if self._state == "connected":
-            self._mark_down("connection closed (by the device or the network)")
+            self._mark_down(self.closed_reason)
         now = time.monotonic()
         if not self.backoff.ready(now):
             raise TransportError(

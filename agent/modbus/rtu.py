@@ -36,6 +36,7 @@ class RtuBus(ModbusLink):
     """
 
     kind = "rtu"
+    closed_reason = "serial port closed (adapter unplugged or failing?)"
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ class TcpLink(ModbusLink):
     """
 
     kind = "tcp"
+    closed_reason = "connection closed (by the device or the network)"
 
     def __init__(
         self,
