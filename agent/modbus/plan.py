@@ -73,11 +73,14 @@ def plan_reads(
         if span.count <= 0:
             raise ValueError(f"span {span} has no registers")
         if current is not None and span.table == current.table:
+            # After a large span was split, ``current`` is its tail and a later span can start
+            # before it: extend backwards rather than cut that span across two requests.
+            new_start = min(current.address, span.address)
             new_end = max(current.end, span.end)
-            if span.address <= current.end + max_gap and new_end - current.address <= max_registers:
-                current = ReadRequest(current.table, current.address, new_end - current.address)
+            if span.address <= current.end + max_gap and new_end - new_start <= max_registers:
+                current = ReadRequest(current.table, new_start, new_end - new_start)
                 continue
-            if span.end <= current.end:  # fully inside the current request
+            if span.address >= current.address and span.end <= current.end:  # fully inside the current request
                 continue
         if current is not None:
             requests.append(current)
