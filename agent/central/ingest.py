@@ -118,7 +118,9 @@ class _DeadLetterLog:
 
     @staticmethod
     def _kind(reason: str) -> str:
-        return re.sub(r"'[^']*'|\"[^\"]*\"|\[\d+\]|-?\d[\d.e+-]*", "…", reason)[:80]
+        """The words of a reason before its first value: ``"device 'X Y' is not a slug"`` -> ``"device"``."""
+        text = re.sub(r"^readings\[\d+\]: ", "", reason)
+        return re.split(r"['\"=\d\[{(]", text, maxsplit=1)[0].strip()[:60]
 
     def note(self, site: str | None, reason: str) -> None:
         now = self._clock()
@@ -131,7 +133,7 @@ class _DeadLetterLog:
         self._last[key] = now
         more = f" ({self._suppressed} other dead letters since the last such line)" if self._suppressed else ""
         self._suppressed = 0
-        log.warning("dead letter from site %s: %s%s", site or "?", reason[:300], more)
+        log.warning("dead letter from site %s: %s%s", site or "?", reason[:200], more)
 
 
 class Ingest:
@@ -146,6 +148,7 @@ class Ingest:
         self._generation = 0
         self._connected = threading.Event()
         self.subscribed = threading.Event()
+        self._stopping = False
         """Set once the broker confirmed the subscriptions (tests and the demo wait for it)."""
         self._deadletter_topic = deadletter_topic(config.topic_root)
         self._deadletter_log = _DeadLetterLog(time.monotonic)
@@ -206,7 +209,7 @@ class Ingest:
         self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
         reason_code: mqtt.ReasonCode, properties: Properties | None,
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             log.warning("lost the broker connection (%s); reconnecting, unacknowledged messages will be redelivered",
                         reason_code)
         self._connected.clear()
@@ -240,6 +243,7 @@ class Ingest:
         try:
             self._loop(stop)
         finally:
+            self._stopping = True
             self._client.disconnect()
             self._client.loop_stop()
             self.writer.close()
