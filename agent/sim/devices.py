@@ -61,8 +61,8 @@ class SimDevice(Protocol):
 
     name: str
 
-    def blocks(self) -> list[list[int]]:
-        """SunSpec model blocks (ID+L+body each) of this device, at the clock's current time."""
+    def blocks(self, device_address: int | None = None) -> list[list[int]]:
+        """SunSpec model blocks (ID+L+body each) at the clock's current time; ``DA`` set to ``device_address``."""
         ...
 
     @property

@@ -86,7 +86,7 @@ class SimUnit:
     def image(self) -> RegisterImage:
         blocks: list[list[int]] = []
         for device in self.devices:
-            blocks += device.blocks(self.unit_id)  # type: ignore[call-arg]
+            blocks += device.blocks(self.unit_id)
         return RegisterImage(self.base_address, tuple(encode_chain(blocks)))
 
 
