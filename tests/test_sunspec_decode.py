@@ -58,14 +58,6 @@ def model_103(raw: dict[str, Any] | None = None, values: dict[str, Any] | None =
     )
 
 
-def assert_fields_close(actual: dict[str, float | int], expected: dict[str, float | int], sf_of: dict[str, int]) -> None:
-    assert set(actual) == set(expected)
-    for name, value in expected.items():
-        tolerance = 10.0 ** sf_of.get(name, -6) / 2
-        assert actual[name] == pytest.approx(value, abs=tolerance), name
-        assert type(actual[name]) is type(value), name
-
-
 def test_model_103_every_field_decodes_within_its_scale_factor() -> None:
     result = poll([model_103()])
     (reading,) = result.readings

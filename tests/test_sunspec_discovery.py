@@ -10,8 +10,8 @@ import pytest
 from agent.devices.base import DeviceIdentity
 from agent.devices.sunspec import SunSpecDriver, scan
 from agent.devices.sunspec_discovery import find_chain
-from agent.errors import DecodeError, TransportError
-from agent.modbus.plan import ReadRequest, RegisterSpan
+from agent.errors import DecodeError, DeviceBusy, TransportError
+from agent.modbus.plan import ReadRequest, RegisterSpan, Table
 from agent.modbus.types import execute_plan
 from agent.schema import DeviceKind
 from tests.sunspec_images import FakeReader, common_model, encode_model, image
@@ -107,6 +107,20 @@ def test_no_sunspec_map_is_a_decode_error_naming_each_base() -> None:
     reader = FakeReader({40000 + i: 0 for i in range(10)})
     with pytest.raises(DecodeError, match=r"40000: no 'SunS' marker.*50000.*0:"):
         discover(reader)
+
+
+def test_busy_base_without_a_map_elsewhere_is_device_busy() -> None:
+    class BusyAt40000(FakeReader):
+        async def read(self, table: Table, address: int, count: int) -> list[int]:
+            if address == 40000:
+                self.requests += 1
+                raise DeviceBusy("busy")
+            return await super().read(table, address, count)
+
+    with pytest.raises(DeviceBusy, match="busy"):
+        discover(BusyAt40000({}))
+    reader = BusyAt40000(image([common_model(), m103()], base=0))
+    assert discover(reader)[1].models == (1, 103)
 
 
 def test_chain_without_end_marker_ends_where_the_map_ends() -> None:

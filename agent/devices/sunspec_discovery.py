@@ -17,7 +17,14 @@ import logging
 from dataclasses import dataclass
 
 from agent.devices.sunspec_models import END_MODEL_ID, HEADER_LENGTH
-from agent.errors import DecodeError, IllegalAddress, ModbusExceptionResponse, TerrilError, TransportError
+from agent.errors import (
+    DecodeError,
+    DeviceBusy,
+    IllegalAddress,
+    ModbusExceptionResponse,
+    TerrilError,
+    TransportError,
+)
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, RegisterBlock, Table
 from agent.modbus.types import RegisterReader
 
@@ -178,12 +185,13 @@ async def find_chain(
     """Look for "SunS" at each base in turn and walk the first chain found.
 
     Raises TransportError when every base failed with a link error (the poller
-    reconnects and tries again), DecodeError when the unit answered but has no
-    SunSpec map.
+    reconnects and tries again), DeviceBusy when a base answered "busy" and no
+    other had a map, DecodeError when the unit answered but has no SunSpec map.
     """
     cache = _RegisterCache(reader, table, max_registers)
     problems: list[str] = []
     link_errors = 0
+    busy = False
     for base in bases:
         cache.optimistic = True  # a refusal at one base says nothing about the next
         try:
@@ -193,6 +201,7 @@ async def find_chain(
             problems.append(f"{base}: {exc}")
             continue
         except TerrilError as exc:
+            busy = busy or isinstance(exc, DeviceBusy)
             problems.append(f"{base}: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - a reader's stray error must not abort the scan
@@ -207,4 +216,6 @@ async def find_chain(
     summary = "; ".join(problems)
     if link_errors == len(bases):
         raise TransportError(f"no answer at any SunSpec base address ({summary})")
+    if busy:  # the map may well be at the base that answered "busy": try again later
+        raise DeviceBusy(f"no SunSpec map found, the device was busy ({summary})")
     raise DecodeError(f"no SunSpec map found ({summary})")
