@@ -1,0 +1,73 @@
+"""The ingest config: the example loads as it is, every mistake is reported with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.central.config import load_ingest_config, parse_ingest_config
+from agent.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "ingest.example.yaml"
+
+
+def test_example_loads_with_documented_defaults() -> None:
+    cfg = load_ingest_config(EXAMPLE)
+    assert cfg.influxdb.api == "v1" and cfg.influxdb.database == "terril"
+    assert cfg.subscription.session_expiry == 604800 and cfg.subscription.group == "terril-ingest"
+    assert (cfg.batch.max_points, cfg.batch.max_delay) == (5000, 1.0)
+    assert cfg.rollup.timezone == "Europe/Paris" and cfg.topic_root == "terril"
+
+
+def test_every_problem_at_once_with_key_paths() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_ingest_config({
+            "broker": {"host": "h", "port": 0, "colour": "red"},
+            "influxdb": {"api": "v2", "url": "localhost:8086", "token": "t"},
+            "batch": {"max_points": 0},
+            "rollup": {"timezone": "Europe/Lille"},
+        }, "ingest.yaml")
+    problems = exc.value.problems
+    assert any(p.startswith("broker.port:") for p in problems)
+    assert "broker.colour: unknown key" in problems
+    assert any(p.startswith("batch.max_points:") for p in problems)
+    assert any(p.startswith("influxdb:") and "url" in p for p in problems)
+    assert any("Europe/Lille" in p for p in problems)
+
+
+def test_api_specific_keys_are_checked() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_ingest_config({"influxdb": {"api": "v1", "url": "http://x", "database": "d", "bucket": "b"}})
+    assert exc.value.problems == ["influxdb: bucket: only for api v2 (v1 uses database, username, password)"]
+    with pytest.raises(ConfigError) as exc:
+        parse_ingest_config({"influxdb": {"api": "v2", "url": "http://x", "org": "o"}})
+    assert exc.value.problems == ["influxdb: api v2 needs bucket"]
+
+
+def test_secrets_come_from_files_and_never_show(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("very-secret-token\n")
+    (tmp_path / "mqtt.pass").write_text("mqtt-secret\n")
+    cfg = parse_ingest_config({
+        "broker": {"username": "ingest", "password_file": str(tmp_path / "mqtt.pass")},
+        "influxdb": {"api": "v2", "url": "http://x:8086", "org": "o", "bucket": "b",
+                     "token_file": str(tmp_path / "token")},
+    })
+    assert cfg.influxdb.token is not None and cfg.influxdb.token.get_secret_value() == "very-secret-token"
+    assert cfg.broker.password is not None and cfg.broker.password.get_secret_value() == "mqtt-secret"
+    assert "very-secret" not in repr(cfg) and "mqtt-secret" not in repr(cfg) and "mqtt-secret" not in str(cfg)
+
+
+def test_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_ingest_config({"influxdb": {"api": "v1", "url": "http://x", "database": "d", "username": "u",
+                                          "password_file": str(tmp_path / "nope")}})
+    assert exc.value.problems[0].startswith("influxdb: cannot read password file")
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.yaml"
+    path.write_text("influxdb:\n  api: v1\n  url: [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_ingest_config(path)
+    assert "not valid YAML" in exc.value.problems[0] and exc.value.problems[0].startswith("line ")

@@ -1,0 +1,64 @@
+"""MQTT payload in → line protocol or dead-letter reason out: golden cases in ``tests/cases/ingest/<name>/``.
+
+Each folder holds ``topic.txt``, ``payload.json`` (bytes as published) and
+``expected.lp`` (the line protocol written), ``expected_deadletter.txt`` (the
+reason), or both (a message partly stored). ``{NOW}`` stands for the receive
+time and ``{FUTURE}`` for a time 10 minutes and 1 ms after it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES, message_to_points
+
+CASES = Path(__file__).parent / "cases" / "ingest"
+NOW = 1_700_000_000_000 + 3_600_000
+FUTURE = NOW + 10 * 60 * 1000 + 1
+
+
+def _subst(text: str) -> str:
+    return text.replace('"{FUTURE}"', str(FUTURE)).replace("{FUTURE}", str(FUTURE)).replace("{NOW}", str(NOW))
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
+def test_golden_case(case: str) -> None:
+    folder = CASES / case
+    topic = (folder / "topic.txt").read_text(encoding="utf-8").strip()
+    payload = _subst((folder / "payload.json").read_text(encoding="utf-8")).encode("utf-8")
+    lp_file, dead_file = folder / "expected.lp", folder / "expected_deadletter.txt"
+    assert lp_file.exists() or dead_file.exists(), f"{case}: no expected.lp nor expected_deadletter.txt"
+
+    decoded = message_to_points(topic, payload, NOW)
+
+    expected_lines = _subst(lp_file.read_text(encoding="utf-8")).splitlines() if lp_file.exists() else []
+    assert [p.to_line() for p in decoded.points] == expected_lines
+    expected_reason = _subst(dead_file.read_text(encoding="utf-8")).strip() if dead_file.exists() else None
+    assert decoded.reason == expected_reason
+
+
+def test_ts_just_inside_the_future_window_is_accepted() -> None:
+    payload = b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":1}}]}' % (
+        NOW + 600_000)
+    assert message_to_points("terril/a/readings", payload, NOW).reason is None
+
+
+def test_payload_size_is_capped_before_parsing() -> None:
+    payload = b'{"v":1,"site":"a","readings":[' + b" " * 2000 + b"]}"
+    decoded = message_to_points("terril/a/readings", payload, NOW, max_payload_bytes=1024)
+    assert decoded.reason == f"payload of {len(payload)} bytes exceeds the 1024-byte cap"
+    assert DEFAULT_MAX_PAYLOAD_BYTES >= 500 * 600  # a 500-reading backlog fits
+
+
+def test_other_root_and_foreign_topics_are_refused() -> None:
+    assert message_to_points("other/a/readings", b"{}", NOW, root="terril").reason == (
+        "topic 'other/a/readings' is not terril/<site>/<kind>")
+    ok = b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":1}}]}' % NOW
+    assert message_to_points("ville/a/readings", ok, NOW, root="ville").reason is None
+
+
+def test_lone_surrogate_in_text_is_refused_not_crashing_the_writer() -> None:
+    payload = (b'{"v":1,"site":"a","device":"d","ts":%d,"code":"X","active":true,"text":"\\ud800"}' % NOW)
+    assert message_to_points("terril/a/events", payload, NOW).reason == "text holds characters that are not valid Unicode"
