@@ -112,8 +112,15 @@ def test_model_203_meter_fields_and_events() -> None:
         "ac_frequency_hz": 49.98, "power_w": -2450.0, "ac_power_factor": 0.9725,
         "energy_import_wh": 8_765_432.0, "energy_export_wh": 1_234_567.0, "events": (1 << 2) | (1 << 16),
     }  # fmt: skip
-    assert set(result.active_events) == {"M_EVENT_Power_Failure", "M_EVENT_OEM01"}
+    assert set(result.active_events) == {"POWER_FAILURE", "OEM01"}
     assert result.state is None
+    assert result.active_events["POWER_FAILURE"].startswith("Power failure (SunSpec model 203 Evt bit 2")
+
+
+@pytest.mark.parametrize("model_id", [201, 211, 203, 213])
+def test_meter_event_codes_are_the_same_for_every_meter_model(model_id: int) -> None:
+    result = poll([encode_model(model_id, raw={"Evt": (1 << 3) | (1 << 30) | 1})], kind="meter")
+    assert set(result.active_events) == {"UNDER_VOLTAGE", "OEM15", "EVT_BIT_0"}
 
 
 @pytest.mark.parametrize(("pf_raw", "expected"), [(0.95, 0.95), (-0.8, -0.8), (-95.0, -0.95)])

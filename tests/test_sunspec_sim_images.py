@@ -72,7 +72,7 @@ def test_simulated_meter_and_fault_bits() -> None:
     assert fields["power_w"] == pytest.approx(-1800) and fields["energy_export_wh"] == pytest.approx(2_000_000)
     assert fields["ac_power_factor"] == pytest.approx(-0.97)
     assert "ac_voltage_bn_v" not in fields  # not given to the encoder: sentinel, so missing
-    assert set(result.active_events) == {"M_EVENT_Power_Failure"}
+    assert set(result.active_events) == {"POWER_FAILURE"}
 
 
 def test_simulated_inverter_fault() -> None:

@@ -220,12 +220,22 @@ def decode_fields(bound: Iterable[BoundField], block: RegisterBlock, table: Tabl
     return out
 
 
+def event_code(symbol_name: str) -> str:
+    """A stable event code from a SunSpec symbol name.
+
+    The meter definitions spell the same bit differently (``Power_Failure`` in
+    model 201, ``M_EVENT_Power_Failure`` in 203): drop the prefix and upper-case,
+    so a fault has one code whatever the meter model (``POWER_FAILURE``).
+    """
+    return symbol_name.removeprefix("M_EVENT_").upper()
+
+
 def event_text(code: str, point: PointDef, bit: int, model_id: int) -> str:
     """Readable text for an event bit: the symbol's label, else its name made readable."""
     symbol = point.symbol_by_value(bit)
     label = symbol.label if symbol is not None and symbol.label else None
     if label is None:
-        words = code.removeprefix("M_EVENT_").replace("_", " ").strip()
+        words = code.replace("_", " ").strip()
         label = words[:1].upper() + words[1:].lower() if words else code
     return f"{label} (SunSpec model {model_id} {point.name} bit {bit})"
 
@@ -236,6 +246,6 @@ def active_bits(point: PointDef, value: int, model_id: int) -> dict[str, str]:
     for bit in range(point.size * 16):
         if value >> bit & 1:
             symbol = point.symbol_by_value(bit)
-            code = symbol.name if symbol is not None else f"{point.name.upper()}_BIT_{bit}"
+            code = event_code(symbol.name) if symbol is not None else f"{point.name.upper()}_BIT_{bit}"
             events[code] = event_text(code, point, bit, model_id)
     return events
