@@ -1,0 +1,257 @@
+"""``terril agent``: the edge daemon of one site.
+
+Wiring, in the order of a reading's life::
+
+    APScheduler job per device ─▶ DevicePoller.poll ─▶ Forwarder.submit_poll
+        ─▶ Spool (SQLite, one transaction per poll) ─▶ Publisher (MQTT 5, QoS 1)
+        ─▶ PUBACK success ─▶ row deleted
+
+The asyncio loop runs the scheduler and every Modbus exchange (pymodbus is
+async, and one loop serves many devices without a thread each). The forwarder
+and paho-mqtt run in their own threads, so a slow broker never delays a poll
+and a slow RS-485 bus never delays a publish.
+
+Nothing a device, the broker or the network does makes this process exit: every
+job catches its own failures, counts them and logs one line per state change.
+Only a configuration error stops it at start (exit code 2), with every problem
+named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent.config import AgentConfig, load_agent_config
+from agent.devices.base import DeviceIdentity
+from agent.edge.fleet import build_pollers
+from agent.edge.forwarder import Forwarder
+from agent.edge.health import health_metrics
+from agent.edge.poller import DevicePoller
+from agent.edge.publisher import Publisher, PublisherOptions
+from agent.edge.sdnotify import SystemdNotifier
+from agent.edge.spool import Spool
+from agent.errors import ConfigError
+from agent.modbus.pool import LinkPool
+from agent.schema import health_payload, info_payload
+
+log = logging.getLogger("agent")
+
+
+def publisher_options(config: AgentConfig) -> PublisherOptions:
+    """Map the ``broker`` section onto the MQTT link's options (the password stays a secret)."""
+    b = config.broker
+    password = b.password.get_secret_value() if b.password is not None else None
+    return PublisherOptions(
+        host=b.host,
+        site=config.site.slug,
+        port=b.port,
+        username=b.username,
+        password=password,
+        tls=b.tls is not None,
+        tls_ca=str(b.tls.ca) if b.tls and b.tls.ca else None,
+        tls_cert=str(b.tls.cert) if b.tls and b.tls.cert else None,
+        tls_key=str(b.tls.key) if b.tls and b.tls.key else None,
+        client_id=b.client_id,
+        keepalive=b.keepalive,
+        topic_root=b.topic_root,
+    )
+
+
+class Agent:
+    """One site's agent: its devices, its spool, its broker link and its schedule."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.started_at = time.time()
+        self.notifier = SystemdNotifier()
+        self._identities: dict[str, DeviceIdentity] = {}
+        self._job_errors: dict[str, str] = {}
+        spool_path = Path(config.spool.path)
+        spool_path.parent.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(spool_path, config.spool.max_rows, config.spool.max_age_days * 86400)
+        self.publisher = Publisher(publisher_options(config), info=self.info_document)
+        self.forwarder = Forwarder(self.spool, self.publisher, batch_size=config.spool.batch_size)
+        self.pool = LinkPool(source=f"{config.site.slug} devices")
+        self.pollers: list[DevicePoller] = build_pollers(config, self.pool, on_identity=self._on_identity)
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+
+    # ------------------------------------------------------------------ documents
+
+    def info_document(self) -> dict[str, Any]:
+        """The retained ``info`` payload: site metadata and what each device said about itself."""
+        s = self.config.site
+        devices = []
+        for device in self.config.devices:
+            entry: dict[str, Any] = {"name": device.name, "kind": device.kind, "driver": device.driver}
+            identity = self._identities.get(device.name)
+            if identity is not None:
+                entry.update(identity.to_dict())
+                if "models" in entry:
+                    entry["models"] = list(entry["models"])
+            devices.append(entry)
+        site_fields = {
+            "name": s.name,
+            "peak_power_w": s.peak_power_w,
+            "panels": s.panels,
+            "owner": s.owner,
+            "latitude": s.latitude,
+            "longitude": s.longitude,
+        }
+        return info_payload(s.slug, int(time.time() * 1000), site_fields, devices)
+
+    def health_document(self) -> dict[str, Any]:
+        stats = self.spool.stats()
+        metrics, devices = health_metrics(
+            self.started_at,
+            self.pollers,
+            spool_depth=stats.depth,
+            spool_oldest_s=stats.oldest_age_s or 0.0,
+            spool_dropped=stats.dropped,
+            publish_refused=self.publisher.refused,
+        )
+        return health_payload(self.config.site.slug, int(time.time() * 1000), metrics, devices)
+
+    def _on_identity(self, name: str, identity: DeviceIdentity) -> None:
+        if self._identities.get(name) != identity:
+            self._identities[name] = identity
+            self.publisher.publish_info()
+
+    # ------------------------------------------------------------------ jobs
+
+    async def poll_device(self, poller: DevicePoller) -> None:
+        """One scheduled poll. Never raises: an unexpected failure is logged once and counted."""
+        try:
+            result = await poller.poll()
+            if result is not None and (result.readings or result.events):
+                self.forwarder.submit_poll(result.readings, result.events)
+            if poller.name in self._job_errors:
+                log.info("%s: polling works again", poller.name)
+                del self._job_errors[poller.name]
+        except Exception as exc:  # a bug or a device answer nobody foresaw: never kill the daemon
+            poller.stats.polls_failed += 1
+            kind = f"{type(exc).__name__}: {exc}"
+            if self._job_errors.get(poller.name) != kind:
+                self._job_errors[poller.name] = kind
+                log.exception("%s: poll failed unexpectedly (%s); will keep trying", poller.name, kind)
+
+    def publish_health(self) -> None:
+        try:
+            payload = json.dumps(self.health_document(), separators=(",", ":")).encode()
+            self.publisher.publish(self.topics.health, payload, qos=0, retain=True)
+            self.notifier.status(self._status_line())
+        except Exception:
+            log.exception("could not publish health")
+
+    def _status_line(self) -> str:
+        states: dict[str, int] = {}
+        for p in self.pollers:
+            key = p.stats.status or "starting"
+            states[key] = states.get(key, 0) + 1
+        spool = self.spool.stats()
+        parts = [f"{n} {s}" for s, n in sorted(states.items())]
+        return f"devices: {', '.join(parts)}; spool {spool.depth}; broker {'up' if self.publisher.connected else 'down'}"
+
+    def scheduler_healthy(self, now: float | None = None) -> bool:
+        """True while every device's poll job keeps starting on time (the watchdog's condition)."""
+        now = time.time() if now is None else now
+        return self.scheduler.running and all(
+            now - p.last_started < 3 * p.interval_s + 30 for p in self.pollers
+        )
+
+    def ping_watchdog(self) -> None:
+        if self.scheduler_healthy():
+            self.notifier.watchdog()
+        else:
+            log.error("a poll job has not run for too long; not pinging the systemd watchdog")
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.publisher.start()
+        self.forwarder.start()
+        for i, poller in enumerate(self.pollers):
+            self.scheduler.add_job(
+                self.poll_device,
+                "interval",
+                seconds=poller.interval_s,
+                args=[poller],
+                id=f"poll:{poller.name}",
+                max_instances=1,  # a poll never overlaps itself
+                coalesce=True,
+                misfire_grace_time=max(1, int(poller.interval_s)),
+                next_run_time=_soon(i),
+            )
+        self.scheduler.add_job(self.publish_health, "interval", seconds=self.config.health.interval, id="health",
+                               next_run_time=_soon(len(self.pollers) + 5))
+        watchdog = self.notifier.watchdog_interval_s()
+        if watchdog:
+            self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog")
+        self.scheduler.start()
+        s = self.config.site
+        log.info(
+            "agent %s (%s) started: %d device(s), broker %s:%d, spool %s",
+            s.slug, s.name, len(self.pollers), self.config.broker.host, self.config.broker.port, self.config.spool.path,
+        )
+        self.notifier.ready(f"polling {len(self.pollers)} device(s)")
+        await stop.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        self.notifier.stopping()
+        log.info("agent stopping")
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.pool.close()
+        self.forwarder.stop()
+        self.publisher.stop()
+        self.spool.close()
+        log.info("agent stopped")
+
+
+def _soon(offset_s: float) -> Any:
+    from datetime import datetime, timedelta, timezone
+
+    # Stagger the first polls a little so that devices sharing a bus do not all queue at once.
+    return datetime.now(timezone.utc) + timedelta(seconds=0.2 * offset_s)
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="agent configuration file (YAML)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_agent_config(args.config)
+    except ConfigError as exc:
+        print(f"{exc.source}: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(config.log.level)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    return asyncio.run(_main(config))
+
+
+async def _main(config: AgentConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(config)
+    await agent.run(stop)
+    return 0

@@ -1,0 +1,269 @@
+"""Poll one device: discover it once, execute its read plan, decode, guard, diff events.
+
+A :class:`DevicePoller` owns everything that is *per device* and has memory
+between polls: the device's link status (``ok``, ``sleeping``, ``unreachable``,
+``fault``), the back-off of a device that does not answer, the last value of
+each lifetime counter (a counter that goes backwards or reads 0 is dropped, not
+published: Grafana would show it as megawatt-hours of phantom production), and
+the set of active events (a transition, not a level, is published).
+
+Logs are written on state changes only: one line when an inverter goes to
+sleep at dusk, one when it wakes up at dawn, nothing for the polls in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
+from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError
+from agent.modbus.types import RegisterReader, execute_plan
+from agent.schema import STATE_FAULT, STATE_OFF, STATE_SLEEPING, Event, LinkStatus, Reading
+from agent.sun import is_daylight
+
+log = logging.getLogger(__name__)
+
+LIFETIME_COUNTERS: frozenset[str] = frozenset({"ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh"})
+"""Fields that only ever grow: a decrease is a glitch (or a replaced device), never energy."""
+
+COUNTER_RESET_CONFIRMATIONS = 30
+"""Consecutive lower-but-growing readings after which a counter reset (device replaced) is accepted."""
+
+MAX_BACKOFF_S = 300.0
+"""Longest wait between two attempts at a device that does not answer (5 min)."""
+
+SLEEP_POLL_S = 60.0
+"""Poll period of an inverter that answers 'sleeping': it will not produce before it wakes."""
+
+SLEEP_STATES = frozenset({STATE_OFF, STATE_SLEEPING})
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the device is: decides whether silence means night or trouble."""
+
+    latitude: float
+    longitude: float
+
+
+@dataclass
+class PollResult:
+    """What one poll produced for the spool (both lists may be empty)."""
+
+    readings: list[Reading]
+    events: list[Event]
+
+
+@dataclass
+class DeviceStats:
+    """Per-device counters published in the agent's health."""
+
+    status: LinkStatus | None = None
+    polls_ok: int = 0
+    polls_failed: int = 0
+    requests_last_poll: int = 0
+    last_poll_ts: int | None = None
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status or "unknown",
+            "poll_ok": self.polls_ok,
+            "poll_errors": self.polls_failed,
+            "requests_per_poll": self.requests_last_poll,
+            "last_poll_ts": self.last_poll_ts,
+            **({"last_error": self.last_error} if self.last_error else {}),
+        }
+
+
+@dataclass
+class _CounterState:
+    last: float
+    pending: list[float] = field(default_factory=list)
+    warned: bool = False
+
+
+class CounterGuard:
+    """Drops lifetime-counter values that go backwards or read 0, logging once per episode.
+
+    A real reset (inverter replaced, counter cleared by the installer) is accepted
+    after ``COUNTER_RESET_CONFIRMATIONS`` consecutive readings that are lower than
+    the old value but grow among themselves: the rollups handle the reset itself.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._state: dict[tuple[str, str | None], _CounterState] = {}
+
+    def filter(self, reading: Reading) -> None:
+        for name in [n for n in reading.fields if n in LIFETIME_COUNTERS]:
+            value = float(reading.fields[name])
+            key = (name, reading.string)
+            label = f"{self.device}{'/' + reading.string if reading.string else ''} {name}"
+            if value <= 0:
+                del reading.fields[name]
+                st = self._state.get(key)
+                if st is None or not st.warned:
+                    log.warning("%s reads %s: not a lifetime value, dropped until it recovers", label, value)
+                    self._state.setdefault(key, _CounterState(last=0.0)).warned = True
+                continue
+            st = self._state.get(key)
+            if st is None:
+                self._state[key] = _CounterState(last=value)
+                continue
+            if value >= st.last:
+                if st.warned:
+                    log.info("%s is consistent again (%.0f)", label, value)
+                st.last, st.pending, st.warned = value, [], False
+                continue
+            # backwards
+            if st.pending and value < st.pending[-1]:
+                st.pending = []
+            st.pending.append(value)
+            if len(st.pending) >= COUNTER_RESET_CONFIRMATIONS:
+                log.warning("%s was reset: %.0f -> %.0f, accepting the new counter", label, st.last, value)
+                st.last, st.pending, st.warned = value, [], False
+                continue
+            del reading.fields[name]
+            if not st.warned:
+                log.warning("%s went backwards (%.0f -> %.0f): dropped", label, st.last, value)
+                st.warned = True
+
+
+class DevicePoller:
+    """Everything the agent knows about one configured device between polls."""
+
+    def __init__(
+        self,
+        driver: DeviceDriver,
+        reader: RegisterReader,
+        site: Site,
+        interval_s: float,
+        clock: Callable[[], float] = time.time,
+        on_identity: Callable[[str, DeviceIdentity], None] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.reader = reader
+        self.site = site
+        self.interval_s = interval_s
+        self.clock = clock
+        self.on_identity = on_identity
+        self.identity: DeviceIdentity | None = None
+        self.stats = DeviceStats()
+        self._counters = CounterGuard(driver.name)
+        self._active_events: dict[str, str] = {}
+        self._failures = 0
+        self._next_attempt = 0.0
+        self.last_started = clock()
+        """Monotonic-ish wall time the last poll started (the watchdog checks it)."""
+
+    @property
+    def name(self) -> str:
+        return self.driver.name
+
+    async def poll(self) -> PollResult | None:
+        """Poll once. None when the device is in back-off (skipped, not counted)."""
+        now = self.clock()
+        self.last_started = now
+        if now < self._next_attempt:
+            return None
+        ts_ms = int(now * 1000)
+        requests_before = self.reader.requests
+        try:
+            if self.identity is None:
+                await self._discover()
+            decoded = await self._read_and_decode(ts_ms)
+        except (TransportError, DeviceBusy) as exc:
+            self._on_no_answer(now, exc)
+            return None
+        except (IllegalAddress, DecodeError) as exc:
+            # The layout changed under us (firmware update, another device at that address): rediscover.
+            self.identity = None
+            self._on_failure(now, exc, "unreachable")
+            return None
+        except TerrilError as exc:
+            self._on_failure(now, exc, "unreachable")
+            return None
+        finally:
+            self.stats.requests_last_poll = self.reader.requests - requests_before
+        self._failures = 0
+        self.stats.polls_ok += 1
+        self.stats.last_poll_ts = ts_ms
+        self.stats.last_error = None
+        if decoded.state in SLEEP_STATES:
+            self._set_status("sleeping", f"state {decoded.state}")
+            self._next_attempt = now + max(self.interval_s, SLEEP_POLL_S) - 0.5
+        elif decoded.state == STATE_FAULT:
+            self._set_status("fault", "device reports FAULT")
+        else:
+            self._set_status("ok", "answering")
+        for reading in decoded.readings:
+            self._counters.filter(reading)
+        readings = [r for r in decoded.readings if r.fields]
+        return PollResult(readings, self._diff_events(decoded, ts_ms))
+
+    async def _discover(self) -> None:
+        identity = await self.driver.discover(self.reader)
+        self.identity = identity
+        log.info(
+            "%s: found %s %s (serial %s, models %s)",
+            self.name,
+            identity.manufacturer or "?",
+            identity.model or "?",
+            identity.serial or "?",
+            ",".join(str(m) for m in identity.models) or "-",
+        )
+        if self.on_identity is not None:
+            self.on_identity(self.name, identity)
+
+    async def _read_and_decode(self, ts_ms: int) -> DecodedPoll:
+        block = await execute_plan(self.reader, self.driver.plan())
+        return self.driver.decode(block, ts_ms)
+
+    def _diff_events(self, decoded: DecodedPoll, ts_ms: int) -> list[Event]:
+        events: list[Event] = []
+        for code, text in decoded.active_events.items():
+            if code not in self._active_events:
+                events.append(Event(self.name, ts_ms, code, True, text))
+                log.warning("%s: event %s started: %s", self.name, code, text)
+        for code, text in self._active_events.items():
+            if code not in decoded.active_events:
+                events.append(Event(self.name, ts_ms, code, False, text))
+                log.info("%s: event %s ended", self.name, code)
+        self._active_events = dict(decoded.active_events)
+        return events
+
+    def _on_no_answer(self, now: float, exc: TerrilError) -> None:
+        """Silence at night is sleep; silence by day is a problem. Either way, back off."""
+        night = not is_daylight(datetime.fromtimestamp(now, timezone.utc), self.site.latitude, self.site.longitude)
+        status: LinkStatus = "sleeping" if night and self.driver.kind == "inverter" else "unreachable"
+        self._on_failure(now, exc, status)
+
+    def _on_failure(self, now: float, exc: TerrilError, status: LinkStatus) -> None:
+        self._failures += 1
+        if status == "unreachable":
+            self.stats.polls_failed += 1
+        self.stats.last_error = str(exc)
+        self._set_status(status, str(exc))
+        if self._failures >= 2:
+            delay = min(MAX_BACKOFF_S, self.interval_s * 2 ** (self._failures - 1))
+            self._next_attempt = now + delay - 0.5
+
+    def _set_status(self, status: LinkStatus, reason: str) -> None:
+        previous = self.stats.status
+        if status == previous:
+            return
+        self.stats.status = status
+        level = logging.WARNING if status in ("unreachable", "fault") else logging.INFO
+        if previous is None and status == "ok":
+            log.info("%s: polling", self.name)
+        elif status == "sleeping":
+            log.info("%s: sleeping (%s)", self.name, reason)
+        elif previous == "sleeping" and status == "ok":
+            log.info("%s: woke up", self.name)
+        else:
+            log.log(level, "%s: %s -> %s (%s)", self.name, previous or "start", status, reason)
