@@ -72,6 +72,30 @@ def test_example_targets_the_simulator_and_a_local_broker() -> None:
     ]
 
 
+def test_example_matches_the_simulator_example() -> None:
+    """The agent example polls exactly what config/simulator.example.yaml serves (make demo)."""
+    sim_path = ROOT / "config" / "simulator.example.yaml"
+    if not sim_path.exists():
+        pytest.skip("no simulator example yet")
+    sim = yaml.safe_load(sim_path.read_text(encoding="utf-8"))
+    host = sim.get("listen", {}).get("host", "127.0.0.1")
+    served = {
+        (host, server["tcp"]["port"], unit["unit"]): (unit["kind"], unit.get("name"))
+        for server in sim["servers"] if "tcp" in server for unit in server["units"]
+    }
+    config = load_agent_config(ROOT / "config" / "agent.example.yaml")
+    for dev in config.devices:
+        assert isinstance(dev.transport, TcpTransport)
+        key = (dev.transport.host, dev.transport.port, dev.unit)
+        assert key in served, f"{dev.name}: nothing simulated at {key}"
+        assert served[key][0] == dev.kind
+        assert served[key][1] in (None, dev.name)
+    inverters = [u for u in served.values() if u[0] == "inverter"]
+    assert len([d for d in config.devices if d.kind == "inverter"]) == len(inverters)
+    peak = sum(u["peak_power_w"] for s in sim["servers"] for u in s["units"] if u["kind"] == "inverter")
+    assert config.site.peak_power_w == peak
+
+
 def test_defaults_are_applied_but_not_reported_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     config = parse_agent_config(minimal(), "test.yaml")
@@ -205,6 +229,14 @@ def test_check_config_says_when_it_cannot_check_an_ingest_config(tmp_path: Path)
     result = subprocess.run([str(TERRIL), "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False)
     if (ROOT / "agent" / "central" / "config.py").exists():
         assert "ingest" in (result.stdout + result.stderr)
+        example = ROOT / "config" / "ingest.example.yaml"
+        if example.exists():
+            ok = subprocess.run([str(TERRIL), "check-config", str(example)], capture_output=True, text=True, timeout=60, check=False)
+            assert ok.returncode == 0 and "ingest config OK" in ok.stdout, ok.stderr
+        broken = tmp_path / "broken-ingest.yaml"
+        broken.write_text("influxdb: {api: v9}\nbrokr: {}\n")
+        bad = subprocess.run([str(TERRIL), "check-config", str(broken)], capture_output=True, text=True, timeout=60, check=False)
+        assert bad.returncode == 2 and "brokr" in bad.stderr
     else:
         assert result.returncode == 2
         assert "looks like an ingest config" in result.stderr
