@@ -1,0 +1,156 @@
+"""The device poller against the simulator: request counts, sleep at night, events, counter guard."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from agent.devices.sunspec import SunSpecDriver
+from agent.edge.poller import COUNTER_RESET_CONFIRMATIONS, CounterGuard, DevicePoller, Site
+from agent.modbus.backoff import Backoff
+from agent.modbus.pool import LinkPool
+from agent.schema import Reading
+from tests.fixtures.modbus_servers import DAY
+
+LENS = Site(50.457, 2.793)
+
+
+def _poller(sim: Any, unit: int, kind: str = "inverter", clock: Callable[[], float] | None = None,
+            timeout: float = 0.5) -> tuple[DevicePoller, LinkPool]:
+    pool = LinkPool(backoff=lambda: Backoff(initial=0.05, maximum=0.2))
+    link = pool.tcp(sim.host, sim.port, timeout=timeout)
+    driver = SunSpecDriver(f"dev-{unit}", kind)  # type: ignore[arg-type]
+    clock = clock or (lambda: sim.clock.now().timestamp())
+    return DevicePoller(driver, pool.unit(link, unit), LENS, 10, clock=clock), pool
+
+
+def test_full_inverter_is_polled_in_one_request_counted_server_side(sim_factory: Any) -> None:
+    sim = sim_factory()
+    poller, pool = _poller(sim, 1)
+
+    async def go() -> list[Any]:
+        first = await poller.poll()  # discovery + first poll
+        sim.clear_records()
+        results = [await poller.poll() for _ in range(3)]
+        await pool.close()
+        return [first, *results]
+
+    results = asyncio.run(go())
+    assert all(r is not None for r in results)
+    assert sim.requests(1) == 3, "models 1+103+160 (2 strings) must cost one request per poll"
+    assert set(sim.function_codes(1)) == {3}
+    inverter = [r for r in results[-1].readings if r.kind == "inverter"][0]
+    strings = sorted(r.string for r in results[-1].readings if r.kind == "mppt")
+    assert strings == ["1", "2"]
+    assert inverter.fields["ac_power_w"] > 0
+    assert inverter.fields["state"] == 4
+
+
+def test_a_night_of_sleep_logs_two_lines_and_no_error(sim_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    sim = sim_factory([{"unit": 1, "kind": "inverter", "peak_power_w": 5000, "strings": 2, "silent_at_night": True}],
+                      start="2024-06-21T20:00:00+02:00")
+    poller, pool = _poller(sim, 1, timeout=0.3)
+    caplog.set_level(logging.INFO)
+
+    async def go() -> list[str | None]:
+        statuses = []
+        # evening: producing; then the night (silent), then dawn
+        for when in ["2024-06-21T20:00:00+02:00", "2024-06-21T23:00:00+02:00", "2024-06-21T23:10:00+02:00",
+                     "2024-06-22T01:00:00+02:00", "2024-06-22T03:00:00+02:00", "2024-06-22T09:00:00+02:00",
+                     "2024-06-22T09:10:00+02:00"]:
+            sim.clock.jump_to(datetime.fromisoformat(when))
+            await poller.poll()
+            statuses.append(poller.stats.status)
+        await pool.close()
+        return statuses
+
+    statuses = asyncio.run(go())
+    assert statuses[0] == "ok"
+    assert set(statuses[1:5]) == {"sleeping"}
+    assert statuses[-1] == "ok"
+    poller_lines = [r for r in caplog.records if r.name == "agent.edge.poller"]
+    assert sum(": sleeping" in r.getMessage() for r in poller_lines) == 1, [r.getMessage() for r in poller_lines]
+    assert sum("woke up" in r.getMessage() for r in poller_lines) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert poller.stats.polls_failed == 0
+
+
+def test_fault_bits_become_one_event_per_transition(sim_factory: Any) -> None:
+    sim = sim_factory()
+    poller, pool = _poller(sim, 1)
+
+    async def go() -> list[list[tuple[str, bool]]]:
+        seen = []
+        for step in ["ok", "fault", "fault", "clear"]:
+            if step == "fault":
+                sim.device(1).set_fault("GROUND_FAULT")
+            elif step == "clear":
+                sim.device(1).set_fault(None)
+            result = await poller.poll()
+            assert result is not None
+            seen.append(sorted((e.code, e.active) for e in result.events))
+        await pool.close()
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen[0] == []
+    assert ("GROUND_FAULT", True) in seen[1]
+    assert seen[2] == [], "a fault that lasts is not re-published every poll"
+    assert ("GROUND_FAULT", False) in seen[3]
+
+
+def test_unreachable_by_day_counts_errors_and_backs_off(sim_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    sim = sim_factory(start=DAY)
+    now = [sim.clock.now().timestamp()]
+    poller, pool = _poller(sim, 1, clock=lambda: now[0], timeout=0.2)
+    caplog.set_level(logging.INFO)
+
+    async def go() -> int:
+        assert await poller.poll() is not None
+        sim.device(1).set_silent(True)
+        attempts = 0
+        for _ in range(12):
+            now[0] += 10
+            before = poller.stats.polls_failed
+            await poller.poll()
+            attempts += poller.stats.polls_failed - before
+        await pool.close()
+        return attempts
+
+    attempts = asyncio.run(go())
+    assert poller.stats.status == "unreachable"
+    assert 2 <= attempts < 12, "a silent device is retried with back-off, not every poll"
+    warnings = [r for r in caplog.records if r.name == "agent.edge.poller" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def _reading(**fields: float) -> Reading:
+    return Reading("ond", "inverter", 0, dict(fields))
+
+
+def test_counter_guard_drops_zero_and_backwards_and_accepts_a_confirmed_reset(caplog: pytest.LogCaptureFixture) -> None:
+    guard = CounterGuard("ond")
+    caplog.set_level(logging.INFO)
+    values = [1000.0, 1010.0, 0.0, 1020.0, 900.0, 1030.0]
+    kept = []
+    for v in values:
+        r = _reading(ac_energy_wh=v, ac_power_w=5.0)
+        guard.filter(r)
+        kept.append(r.fields.get("ac_energy_wh"))
+        assert r.fields["ac_power_w"] == 5.0
+    assert kept == [1000.0, 1010.0, None, 1020.0, None, 1030.0]
+    # a real reset (device replaced): lower but growing readings are accepted after confirmation
+    out = []
+    for i in range(COUNTER_RESET_CONFIRMATIONS + 2):
+        r = _reading(ac_energy_wh=10.0 + i)
+        guard.filter(r)
+        out.append(r.fields.get("ac_energy_wh"))
+    assert out[: COUNTER_RESET_CONFIRMATIONS - 1] == [None] * (COUNTER_RESET_CONFIRMATIONS - 1)
+    assert out[-1] == 10.0 + COUNTER_RESET_CONFIRMATIONS + 1
+    backwards_logs = [r for r in caplog.records if "went backwards" in r.getMessage()]
+    assert len(backwards_logs) == 2  # once per episode, not once per reading
