@@ -13,6 +13,7 @@ Rules that follow from InfluxDB (see DESIGN.md, "InfluxDB contract"):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -116,8 +117,9 @@ class MeasurementSpec:
     def field(self, name: str) -> FieldSpec:
         return self.fields_by_name[name]
 
-    @property
+    @functools.cached_property
     def fields_by_name(self) -> dict[str, FieldSpec]:
+        """Built once per measurement: the ingest looks fields up for every value it stores."""
         return {f.name: f for f in self.fields}
 
 
