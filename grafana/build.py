@@ -1,0 +1,558 @@
+"""Generate terril's Grafana dashboards and alert rules from one description.
+
+Why code and not hand-edited JSON: every panel must carry a unit, a title, a
+description, a stable id and the provisioned datasource uid, and every query
+must use the field names of ``agent/schema.py``. Generating the JSON makes
+those rules hold by construction; ``tests/test_grafana.py`` fails when the
+committed files differ from what this script produces (run it after an edit):
+
+    .venv/bin/python -m grafana.build          # rewrite grafana/dashboards/*.json and the alert rules
+    .venv/bin/python -m grafana.build --check  # exit 1 if a committed file is stale
+
+Queries are InfluxQL only (InfluxDB 1.x, 2.x through the v1 API + DBRP, 3 Core).
+Energy comes from lifetime counters (``non_negative_difference``) or from the
+``energy_daily`` rollups, never from integrating power. Queries never call
+``now()``: the time range comes from ``$timeFilter``, which Grafana renders as
+absolute epoch milliseconds, so the tests can evaluate a dashboard at a chosen instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.schema import (
+    AGENT,
+    ENERGY_DAILY,
+    EVENT,
+    INVERTER,
+    METER,
+    MPPT,
+    SITE_INFO,
+    STATE_FAULT,
+    STATE_NAMES,
+    TERRITORY_SITE,
+)
+
+ROOT = Path(__file__).resolve().parent
+DASHBOARD_DIR = ROOT / "dashboards"
+RULES_FILE = ROOT / "provisioning" / "alerting" / "terril-rules.yaml"
+
+DS_UID = "terril-influxdb"
+"""Provisioned InfluxDB datasource (technical services, full read access)."""
+DS_PUBLIC_UID = "terril-influxdb-public"
+"""Provisioned datasource of the Public dashboard: an InfluxDB user that may only read the aggregates."""
+DS = {"type": "influxdb", "uid": DS_UID}
+DS_PUBLIC = {"type": "influxdb", "uid": DS_PUBLIC_UID}
+TZ = "Europe/Paris"
+SCHEMA_VERSION = 39
+"""Dashboard JSON model version written by Grafana 10.4 / 11.x."""
+
+CO2_KG_PER_KWH = 0.052
+"""CO2 avoided per solar kWh: the ADEME Base Empreinte average French consumption mix (about
+52 gCO2e/kWh). It counts the grid electricity that local solar replaces; the panels' own
+life-cycle emissions are not subtracted. Change it here and rebuild to use another factor."""
+
+FLEET_PRODUCING_W = 1000.0
+"""Daylight test of the alert rules: the whole fleet produces more than this (tune to ~1 % of town kWp)."""
+
+# Field names, taken from the schema so a rename breaks the build rather than a dashboard.
+F = INVERTER.fields_by_name
+assert {"ac_power_w", "ac_energy_wh", "dc_power_w", "state", "events"} <= set(F)
+INV, MPP, MET, EVT, AGT, INFO, DAILY = (m.name for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY))
+for _m, _names in ((MPPT, ("dc_power_w",)), (METER, ("power_w",)), (EVENT, ("active", "text")),
+                   (AGENT, ("up", "spool_depth", "poll_errors", "poll_ok")),
+                   (SITE_INFO, ("peak_power_w", "panels", "owner", "name")),
+                   (ENERGY_DAILY, ("production_wh", "consumption_wh", "import_wh", "export_wh",
+                                   "reference_consumption_wh"))):
+    assert set(_names) <= set(_m.fields_by_name), (_m.name, _names)
+
+SITE_RE = '"site" =~ /^$site$/'
+DEVICE_RE = '"device" =~ /^$device$/'
+TERRITORY = f"\"site\" = '{TERRITORY_SITE}'"
+
+# --------------------------------------------------------------------------- queries (also used by the tests)
+
+Q_ENERGY_TODAY_PER_SITE = (
+    f'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM "{INV}" '
+    f'WHERE $timeFilter GROUP BY "site", "device") GROUP BY "site"'
+)
+Q_ENERGY_TODAY_FLEET = (
+    f'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM "{INV}" '
+    f'WHERE $timeFilter GROUP BY "site", "device")'
+)
+Q_FLEET_POWER_NOW = (
+    f'SELECT sum("p") FROM (SELECT last("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter GROUP BY "device")'
+)
+Q_DAILY_FROM_COUNTERS = (
+    f'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM "{INV}" '
+    f"WHERE {SITE_RE} AND {DEVICE_RE} AND $timeFilter) GROUP BY time(1d) fill(none) tz('{TZ}')"
+)
+
+
+def _state_mappings() -> list[dict[str, Any]]:
+    colors = {STATE_FAULT: "red", 4: "green", 5: "yellow", 2: "blue"}
+    return [{"type": "value", "options": {
+        str(code): {"text": name, "color": colors.get(code, "text"), "index": i}
+        for i, (code, name) in enumerate(sorted(STATE_NAMES.items()))}}]
+
+
+# --------------------------------------------------------------------------- panel helpers
+
+
+class Layout:
+    """Packs panels left to right, 24 columns wide, and numbers them."""
+
+    def __init__(self) -> None:
+        self.x = 0
+        self.y = 0
+        self.row_h = 0
+        self.next_id = 1
+
+    def place(self, w: int, h: int) -> tuple[int, dict[str, int]]:
+        if self.x + w > 24:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+        pos = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.x += w
+        self.row_h = max(self.row_h, h)
+        pid = self.next_id
+        self.next_id += 1
+        return pid, pos
+
+
+def target(ref: str, query: str, ds: dict[str, str], fmt: str = "time_series", alias: str | None = None) -> dict[str, Any]:
+    t: dict[str, Any] = {"refId": ref, "datasource": ds, "rawQuery": True, "query": query, "resultFormat": fmt}
+    if alias:
+        t["alias"] = alias
+    return t
+
+
+def thresholds(*steps: tuple[float, str]) -> dict[str, Any]:
+    # Grafana treats the first step as -Infinity whatever its value; the published JSON schema
+    # types ``value`` as a number, so the base step carries 0 instead of null.
+    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+
+
+def panel(layout: Layout, kind: str, title: str, description: str, unit: str, targets: list[dict[str, Any]],
+          ds: dict[str, str], w: int = 6, h: int = 5, time_from: str | None = None, decimals: int | None = None,
+          options: dict[str, Any] | None = None, transformations: list[dict[str, Any]] | None = None,
+          mappings: list[dict[str, Any]] | None = None,
+          steps: tuple[tuple[float, str], ...] = ((0, "green"),), interval: str | None = None) -> dict[str, Any]:
+    pid, pos = layout.place(w, h)
+    defaults: dict[str, Any] = {"unit": unit, "thresholds": thresholds(*steps), "color": {"mode": "thresholds"}}
+    if kind == "timeseries":
+        defaults["color"] = {"mode": "palette-classic"}
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "spanNulls": False}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if mappings:
+        defaults["mappings"] = mappings
+    p: dict[str, Any] = {
+        "id": pid, "type": kind, "title": title, "description": description, "datasource": ds,
+        "gridPos": pos, "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options if options is not None else _default_options(kind),
+    }
+    if time_from:
+        p["timeFrom"] = time_from
+    if transformations:
+        p["transformations"] = transformations
+    if interval:
+        p["interval"] = interval
+    return p
+
+
+def _default_options(kind: str) -> dict[str, Any]:
+    reduce = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+    if kind == "stat":
+        return {"reduceOptions": reduce, "colorMode": "value", "graphMode": "none", "textMode": "auto",
+                "justifyMode": "auto", "orientation": "auto"}
+    if kind == "bargauge":
+        return {"reduceOptions": reduce, "orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True}
+    if kind == "timeseries":
+        return {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                "tooltip": {"mode": "multi", "sort": "none"}}
+    if kind == "barchart":
+        return {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                "orientation": "auto", "xTickLabelRotation": 0, "showValue": "auto", "stacking": "none"}
+    if kind == "table":
+        return {"showHeader": True, "cellHeight": "sm"}
+    return {}
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any]], time_from: str,
+              variables: list[dict[str, Any]] | None = None, editable: bool = True, refresh: str = "5m",
+              tags: tuple[str, ...] = ("terril",)) -> dict[str, Any]:
+    return {
+        "uid": uid, "title": title, "description": description, "tags": list(tags), "timezone": TZ,
+        "editable": editable, "graphTooltip": 1, "fiscalYearStartMonth": 0, "weekStart": "monday",
+        "liveNow": False, "refresh": refresh, "schemaVersion": SCHEMA_VERSION, "version": 1,
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {"hidden": False, "refresh_intervals": ["1m", "5m", "15m", "1h"],
+                       "time_options": ["1h", "24h", "7d", "30d"]},
+        "annotations": {"list": []}, "links": [],
+        "templating": {"list": variables or []},
+        "panels": panels,
+    }
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+def fleet() -> dict[str, Any]:
+    L = Layout()
+    ds = DS
+    panels = [
+        panel(L, "stat", "Fleet power now", "Sum over all inverters of their last AC power of the last 15 minutes.",
+              "watt", [target("A", Q_FLEET_POWER_NOW, ds)], ds, time_from="15m"),
+        panel(L, "stat", "Energy today, all sites", "Energy produced since local midnight, from the inverters' "
+              "lifetime counters (sum of non-negative differences: counter resets count nothing).",
+              "watth", [target("A", Q_ENERGY_TODAY_FLEET, ds)], ds, time_from="now/d"),
+        panel(L, "stat", "Energy this month, all sites", "Month-to-date production of the territory from the "
+              "daily rollups (energy_daily, site _territory).", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
+              ds, time_from="now/M"),
+        panel(L, "stat", "Inverters in fault", "Inverters whose last state in the last hour is FAULT (SunSpec St 7).",
+              "none", [target("A", f'SELECT count("s") FROM (SELECT last("state") AS "s" FROM "{INV}" WHERE '
+                                     f'$timeFilter GROUP BY "device") WHERE "s" = {STATE_FAULT}', ds)],
+              ds, time_from="1h", steps=((0, "green"), (1, "red"))),
+        panel(L, "bargauge", "Energy today per site", "Energy produced since local midnight per site, from the "
+              "lifetime counters.", "watth", [target("A", Q_ENERGY_TODAY_PER_SITE, ds, alias="$tag_site")],
+              ds, w=12, h=9, time_from="now/d"),
+        panel(L, "bargauge", "Energy this month per site", "Month-to-date production per site, from the daily "
+              "rollups.", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE "site" != \'{TERRITORY_SITE}\' AND '
+                           f'$timeFilter GROUP BY "site"', ds, alias="$tag_site")],
+              ds, w=12, h=9, time_from="now/M"),
+        panel(L, "table", "Specific yield this month (kWh/kWp)", "Month-to-date production divided by the "
+              "installed peak power, per site: a roof well below its neighbours is underperforming (shade, "
+              "soiling, a dead string). Grafana joins the two queries on the site column.",
+              "suffix: kWh/kWp",
+              [target("A", f'SELECT sum("production_wh") AS "production_wh" FROM "{DAILY}" WHERE '
+                           f'"site" != \'{TERRITORY_SITE}\' AND $timeFilter GROUP BY "site"', ds, fmt="table"),
+               target("B", f'SELECT last("peak_power_w") AS "peak_power_w" FROM "{INFO}" GROUP BY "site"', ds,
+                      fmt="table")],
+              ds, w=12, h=9, time_from="now/M", decimals=2,
+              transformations=[
+                  {"id": "joinByField", "options": {"byField": "site", "mode": "outer"}},
+                  {"id": "calculateField", "options": {
+                      "mode": "binary", "alias": "yield_kwh_per_kwp", "replaceFields": False,
+                      "binary": {"left": "production_wh", "operator": "/", "right": "peak_power_w"}}},
+                  {"id": "organize", "options": {"excludeByName": {"Time": True, "Time 1": True, "Time 2": True}}},
+              ]),
+        panel(L, "table", "Inverters: state and events", "Last operating state (SunSpec St) and event bits "
+              "(SunSpec Evt1, 0 = none) of every inverter in the last hour. A missing inverter has not reported "
+              "for an hour.", "none",
+              [target("A", f'SELECT last("state") AS "state", last("events") AS "events" FROM "{INV}" '
+                           f'WHERE $timeFilter GROUP BY "site", "device"', ds, fmt="table")],
+              ds, w=12, h=9, time_from="1h", mappings=_state_mappings()),
+        panel(L, "timeseries", "AC power per site", "Mean AC power per site (sum of its inverters).", "watt",
+              [target("A", f'SELECT sum("p") FROM (SELECT mean("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter '
+                           f'GROUP BY time($__interval), "site", "device" fill(none)) '
+                           f'GROUP BY time($__interval), "site" fill(none)', ds, alias="$tag_site")],
+              ds, w=24, h=9, interval="5m"),
+        panel(L, "table", "Events (last 7 days)", "Last transition of each inverter event code: active = 1 means "
+              "the fault is still present.", "none",
+              [target("A", f'SELECT last("active") AS "active", last("text") AS "text" FROM "{EVT}" WHERE '
+                           f'$timeFilter GROUP BY "site", "device", "code"', ds, fmt="table")],
+              ds, w=12, h=8, time_from="7d", steps=((0, "green"), (1, "red"))),
+        panel(L, "table", "Agents", "Health of each site's edge agent over the last hour: up (0 = offline, from "
+              "its last will), readings waiting in its spool, failed polls since start.", "none",
+              [target("A", f'SELECT last("up") AS "up", last("spool_depth") AS "spool_depth", '
+                           f'last("poll_errors") AS "poll_errors" FROM "{AGT}" WHERE $timeFilter GROUP BY "site"',
+                      ds, fmt="table")],
+              ds, w=12, h=8, time_from="24h"),
+    ]
+    return dashboard("terril-fleet", "terril — Fleet", "Every site and inverter of the town: producing, silent "
+                     "or faulted; today's and this month's energy; specific yield.", panels, "now-24h")
+
+
+def building() -> dict[str, Any]:
+    L = Layout()
+    ds = DS
+    w_sd = f"{SITE_RE} AND {DEVICE_RE} AND $timeFilter"
+    panels = [
+        panel(L, "stat", "AC power now", "Last AC power of the selected inverter (last 15 minutes).", "watt",
+              [target("A", f'SELECT last("ac_power_w") FROM "{INV}" WHERE {w_sd}', ds)], ds, time_from="15m"),
+        panel(L, "stat", "Energy today", "Energy produced by the selected inverter since local midnight, from its "
+              "lifetime counter.", "watth",
+              [target("A", f'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM '
+                           f'"{INV}" WHERE {w_sd})', ds)], ds, time_from="now/d"),
+        panel(L, "stat", "State", "Last operating state of the selected inverter (SunSpec St).", "none",
+              [target("A", f'SELECT last("state") FROM "{INV}" WHERE {w_sd}', ds)], ds, time_from="1h",
+              mappings=_state_mappings()),
+        panel(L, "stat", "Site energy this month", "Month-to-date production of the selected site, from the daily "
+              "rollups.", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {SITE_RE} AND $timeFilter', ds)],
+              ds, time_from="now/M"),
+        panel(L, "timeseries", "AC and DC power", "Mean AC output and DC input power of the inverter.", "watt",
+              [target("A", f'SELECT mean("ac_power_w") AS "AC", mean("dc_power_w") AS "DC" FROM "{INV}" WHERE '
+                           f'{w_sd} GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=8, interval="5m"),
+        panel(L, "timeseries", "MPPT strings", "DC power of each string (MPPT input): a string at 0 W while the "
+              "others produce is dead (fuse, connector, cable).", "watt",
+              [target("A", f'SELECT mean("dc_power_w") FROM "{MPP}" WHERE {w_sd} GROUP BY time($__interval), '
+                           f'"string" fill(null)', ds, alias="string $tag_string")], ds, w=12, h=8, interval="5m"),
+        panel(L, "timeseries", "Voltages", "AC phase-to-neutral voltages and DC input voltage.", "volt",
+              [target("A", f'SELECT mean("ac_voltage_an_v") AS "AN", mean("ac_voltage_bn_v") AS "BN", '
+                           f'mean("ac_voltage_cn_v") AS "CN", mean("dc_voltage_v") AS "DC" FROM "{INV}" WHERE '
+                           f'{w_sd} GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=8, interval="5m"),
+        panel(L, "timeseries", "Temperatures", "Cabinet and heat-sink temperatures.", "celsius",
+              [target("A", f'SELECT mean("temp_cabinet_c") AS "cabinet", mean("temp_heatsink_c") AS "heatsink" '
+                           f'FROM "{INV}" WHERE {w_sd} GROUP BY time($__interval) fill(null)', ds)],
+              ds, w=12, h=8, interval="5m"),
+        panel(L, "barchart", "Daily energy from the counter", "Energy per local day (Europe/Paris, 23 h and 25 h "
+              "days included) from the lifetime counter: non-negative differences between consecutive readings, "
+              "summed per day (a counter reset loses one poll interval, never adds a negative).", "watth",
+              [target("A", Q_DAILY_FROM_COUNTERS, ds)], ds, w=12, h=8),
+        panel(L, "table", "Events", "Fault transitions of the selected inverter.", "none",
+              [target("A", f'SELECT "code", "active", "text" FROM "{EVT}" WHERE {w_sd}', ds, fmt="table")],
+              ds, w=12, h=8),
+        panel(L, "timeseries", "Agent: spool depth", "Readings waiting in the site agent's spool: it grows while "
+              "the uplink is down and drains when it comes back.", "short",
+              [target("A", f'SELECT max("spool_depth") FROM "{AGT}" WHERE {SITE_RE} AND $timeFilter '
+                           f'GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
+        panel(L, "timeseries", "Agent: failed polls", "Failed Modbus polls per interval (difference of the "
+              "agent's counter; a restart counts nothing).", "short",
+              [target("A", f'SELECT non_negative_difference(last("poll_errors")) FROM "{AGT}" WHERE {SITE_RE} AND '
+                           f'$timeFilter GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
+    ]
+    variables = [
+        {"type": "query", "name": "site", "label": "Site", "datasource": ds, "refresh": 1, "sort": 1,
+         "multi": False, "hide": 0, "description": "Site (building) slug",
+         "query": f'SHOW TAG VALUES FROM "{INV}" WITH KEY = "site"'},
+        {"type": "query", "name": "device", "label": "Inverter", "datasource": ds, "refresh": 1, "sort": 1,
+         "multi": False, "hide": 0, "description": "Inverter of the selected site",
+         "query": f'SHOW TAG VALUES FROM "{INV}" WITH KEY = "device" WHERE {SITE_RE}'},
+    ]
+    return dashboard("terril-building", "terril — Building", "One building in detail: AC/DC power, MPPT strings, "
+                     "voltages, temperatures, events, daily energy and the health of its agent.",
+                     panels, "now-7d", variables=variables)
+
+
+def energy_positive() -> dict[str, Any]:
+    L = Layout()
+    ds = DS
+    month = [{"id": "formatTime", "options": {"timeField": "Time", "outputFormat": "YYYY-MM", "useTimezone": True}},
+             {"id": "groupBy", "options": {"fields": {
+                 "Time": {"aggregations": [], "operation": "groupby"},
+                 "production": {"aggregations": ["sum"], "operation": "aggregate"},
+                 "consumption": {"aggregations": ["sum"], "operation": "aggregate"},
+                 "reference": {"aggregations": ["sum"], "operation": "aggregate"}}}}]
+    panels = [
+        panel(L, "stat", "Production this month", "Month-to-date production of all the town's roofs.", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
+              ds, time_from="now/M"),
+        panel(L, "stat", "Consumption this month (metered buildings)", "Month-to-date consumption of the metered "
+              "municipal buildings: production + import - export.", "watth",
+              [target("A", f'SELECT sum("consumption_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
+              ds, time_from="now/M"),
+        panel(L, "stat", "Energy-positive share this year", "Year-to-date production divided by the territory's "
+              "reference consumption (annual consumption of the whole town, spread over the days). 100 % = "
+              "energy-positive.", "percentunit",
+              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
+                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=2,
+              steps=((0, "red"), (0.5, "yellow"), (1, "green"))),
+        panel(L, "stat", "Share over the last 12 months", "Production of the last 365 days divided by the reference "
+              "consumption of the same days: the trajectory towards 100 %, free of the seasons.", "percentunit",
+              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
+                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="365d", decimals=2,
+              steps=((0, "red"), (0.5, "yellow"), (1, "green"))),
+        panel(L, "barchart", "Production and consumption per month", "Daily rollups of the territory grouped by "
+              "calendar month (Europe/Paris) in Grafana: InfluxQL cannot group by calendar month.", "watth",
+              [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
+                           f'"reference_consumption_wh" AS "reference" FROM "{DAILY}" WHERE {TERRITORY} AND '
+                           f'$timeFilter', ds, fmt="table")], ds, w=24, h=9, transformations=month),
+        panel(L, "timeseries", "Cumulative energy-positive share", "Cumulative production divided by cumulative "
+              "reference consumption since the start of the range: where the town stands on its way to 100 %.",
+              "percentunit",
+              [target("A", f'SELECT cumulative_sum(sum("production_wh")) / cumulative_sum(sum('
+                           f'"reference_consumption_wh")) FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter '
+                           f"GROUP BY time(1d) fill(none) tz('{TZ}')", ds)], ds, w=12, h=8),
+        panel(L, "timeseries", "Daily production and consumption", "Per local day: territory production, "
+              "metered consumption, imports and exports.", "watth",
+              [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
+                           f'"import_wh" AS "import", "export_wh" AS "export" FROM "{DAILY}" WHERE {TERRITORY} AND '
+                           f'$timeFilter', ds)], ds, w=12, h=8),
+    ]
+    return dashboard("terril-energy-positive", "terril — Energy-positive trajectory", "For elected officials: "
+                     "production against the territory's consumption, per month and year, and the share covered.",
+                     panels, "now/y", refresh="1h")
+
+
+def public() -> dict[str, Any]:
+    L = Layout()
+    ds = DS_PUBLIC
+    kg_per_wh = CO2_KG_PER_KWH / 1000
+    site_last = f'(SELECT last("panels") AS "panels", last("peak_power_w") AS "peak" FROM "{INFO}" GROUP BY "site")'
+    citizen = (f'(SELECT last("panels") AS "panels", last("peak_power_w") AS "peak" FROM "{INFO}" '
+               f'WHERE "owner" = \'citizen\' GROUP BY "site")')
+    panels = [
+        panel(L, "stat", "Produced today, so far", "Solar energy produced by every roof of the town since "
+              "midnight, updated every 5 minutes.", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
+              ds, time_from="now/d"),
+        panel(L, "stat", "Produced this year", "Solar energy produced since 1 January.", "watth",
+              [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
+              ds, time_from="now/y"),
+        panel(L, "stat", "Share of the town's consumption", "This year's solar production divided by the town's "
+              "consumption over the same days.", "percentunit",
+              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
+                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=2),
+        panel(L, "stat", "CO₂ avoided this year", f"This year's production times {CO2_KG_PER_KWH} kg CO₂e per kWh "
+              "(ADEME, average French electricity mix): emissions of the grid electricity the solar kWh replace.",
+              "masskg", [target("A", f'SELECT sum("production_wh") * {kg_per_wh:.9f} FROM "{DAILY}" WHERE '
+                                     f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=0),
+        panel(L, "stat", "Solar sites", "Number of roofs with solar panels monitored by the town.", "none",
+              [target("A", f'SELECT count("panels") FROM {site_last}', ds)], ds),
+        panel(L, "stat", "Solar panels", "Number of solar panels on all the roofs.", "none",
+              [target("A", f'SELECT sum("panels") FROM {site_last}', ds)], ds),
+        panel(L, "stat", "Installed power", "Peak power of all the roofs.", "watt",
+              [target("A", f'SELECT sum("peak") FROM {site_last}', ds)], ds),
+        panel(L, "stat", "Citizen roofs", "Roofs owned by inhabitants (site_info owner = citizen): sites and "
+              "panels.", "none",
+              [target("A", f'SELECT count("panels") AS "sites", sum("panels") AS "panels" FROM {citizen}', ds)], ds),
+        panel(L, "stat", "Citizen roofs: installed power", "Peak power of the roofs owned by inhabitants.", "watt",
+              [target("A", f'SELECT sum("peak") FROM {citizen}', ds)], ds),
+        panel(L, "barchart", "Production per day", "Solar energy produced each day of the last 30 days.", "watth",
+              [target("A", f'SELECT "production_wh" AS "production" FROM "{DAILY}" WHERE {TERRITORY} AND '
+                           f'$timeFilter', ds, fmt="table")], ds, w=18, h=8, time_from="30d"),
+    ]
+    return dashboard("terril-public", "Le soleil de la ville — production solaire", "Public panel: what the "
+                     "town's roofs produce. Reads only the daily aggregates and the site list.",
+                     panels, "now/y", editable=False, refresh="15m", tags=("terril", "public"))
+
+
+DASHBOARDS = {"fleet": fleet, "building": building, "energy-positive": energy_positive, "public": public}
+
+# --------------------------------------------------------------------------- alert rules
+
+
+def _q(ref: str, query: str, seconds: int) -> dict[str, Any]:
+    return {"refId": ref, "relativeTimeRange": {"from": seconds, "to": 0}, "datasourceUid": DS_UID,
+            "model": {"refId": ref, "rawQuery": True, "query": query, "resultFormat": "time_series",
+                      "intervalMs": 60000, "maxDataPoints": 43200}}
+
+
+def _reduce(ref: str, of: str, reducer: str = "last") -> dict[str, Any]:
+    return {"refId": ref, "datasourceUid": "__expr__",
+            "model": {"refId": ref, "type": "reduce", "expression": of, "reducer": reducer,
+                      "settings": {"mode": "dropNN"}}}
+
+
+def _math(ref: str, expression: str) -> dict[str, Any]:
+    return {"refId": ref, "datasourceUid": "__expr__", "model": {"refId": ref, "type": "math", "expression": expression}}
+
+
+def _threshold(ref: str, of: str, kind: str, value: float) -> dict[str, Any]:
+    return {"refId": ref, "datasourceUid": "__expr__",
+            "model": {"refId": ref, "type": "threshold", "expression": of,
+                      "conditions": [{"evaluator": {"type": kind, "params": [value]}}]}}
+
+
+Q_FLEET_PRODUCING = (
+    f'SELECT sum("p") FROM (SELECT mean("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter GROUP BY "device")'
+)
+
+
+def _rule(uid: str, title: str, condition: str, data: list[dict[str, Any]], summary: str, description: str,
+          severity: str, for_: str = "10m") -> dict[str, Any]:
+    return {"uid": uid, "title": title, "condition": condition, "data": data, "noDataState": "OK",
+            "execErrState": "Error", "for": for_, "isPaused": False,
+            "labels": {"severity": severity, "team": "technical-services", "daylight": "depends"
+                       if uid in DAYLIGHT_RULES else "always"},
+            "annotations": {"summary": summary, "description": description}}
+
+
+DAYLIGHT_RULES = {"terril-comm-loss", "terril-no-production", "terril-dead-string"}
+
+
+def alert_rules() -> dict[str, Any]:
+    rules = [
+        _rule("terril-inverter-fault", "Inverter in fault", "E", [
+            _q("A", f'SELECT last("state") FROM "{INV}" WHERE $timeFilter GROUP BY "site", "device"', 900),
+            _q("B", f'SELECT last("events") FROM "{INV}" WHERE $timeFilter GROUP BY "site", "device"', 900),
+            _reduce("C", "A"), _reduce("D", "B"),
+            _math("E", f"$C == {STATE_FAULT} || $D > 0"),
+        ], "{{ $labels.device }} ({{ $labels.site }}) is in fault",
+            "The inverter reports state FAULT (SunSpec St 7) or a non-zero Evt1 event bit field.", "critical",
+            for_="5m"),
+        _rule("terril-comm-loss", "Inverter not reporting", "E", [
+            _q("A", f'SELECT moving_average(count("ac_power_w"), 6) FROM "{INV}" WHERE $timeFilter '
+                    f'GROUP BY time(5m), "site", "device" fill(0)', 3 * 86400),
+            _q("B", Q_FLEET_PRODUCING, 1800),
+            _reduce("C", "A"), _reduce("D", "B"),
+            _math("E", f"$C == 0 && $D > {FLEET_PRODUCING_W:g}"),
+        ], "No reading from {{ $labels.device }} ({{ $labels.site }}) for 30 minutes",
+            "No reading in the last six 5-minute buckets while the rest of the fleet produces (daylight). "
+            "At night inverters sleep and may not answer: the rule stays silent then. A device silent for more "
+            "than 3 days leaves the query range and the alert resolves as missing.", "warning"),
+        _rule("terril-no-production", "Inverter not producing in daylight", "E", [
+            _q("A", f'SELECT max("ac_power_w") FROM "{INV}" WHERE $timeFilter GROUP BY "site", "device"', 1800),
+            _q("B", Q_FLEET_PRODUCING, 1800),
+            _reduce("C", "A"), _reduce("D", "B"),
+            _math("E", f"$C < 10 && $D > {FLEET_PRODUCING_W:g}"),
+        ], "{{ $labels.device }} ({{ $labels.site }}) produces nothing while the fleet produces",
+            "Maximum AC power under 10 W over 30 minutes while the whole fleet produces more than "
+            f"{FLEET_PRODUCING_W:g} W.", "warning"),
+        _rule("terril-dead-string", "MPPT string dead", "E", [
+            _q("A", f'SELECT max("dc_power_w") FROM "{MPP}" WHERE $timeFilter GROUP BY "site", "device", "string"',
+               1800),
+            _q("B", f'SELECT max("dc_power_w") FROM "{MPP}" WHERE $timeFilter GROUP BY "site", "device"', 1800),
+            _reduce("C", "A"), _reduce("D", "B"),
+            _math("E", "$C < 5 && $D > 500"),
+        ], "String {{ $labels.string }} of {{ $labels.device }} ({{ $labels.site }}) produces nothing",
+            "The string stays under 5 W for 30 minutes while another string of the same inverter exceeds 500 W: "
+            "blown fuse, loose connector or cut cable.", "warning"),
+        _rule("terril-agent-offline", "Agent offline", "C", [
+            _q("A", f'SELECT last("up") FROM "{AGT}" WHERE $timeFilter GROUP BY "site"', 86400),
+            _reduce("B", "A"), _threshold("C", "B", "lt", 1),
+        ], "The terril agent of {{ $labels.site }} is offline",
+            "The broker published the agent's last will (agent.up = 0): power cut, SD card, or uplink down.",
+            "critical", for_="5m"),
+        _rule("terril-spool-growing", "Agent spool growing", "C", [
+            _q("A", f'SELECT last("spool_depth") - first("spool_depth") FROM "{AGT}" WHERE $timeFilter '
+                    f'GROUP BY "site"', 1800),
+            _reduce("B", "A"), _threshold("C", "B", "gt", 100),
+        ], "Readings pile up in the spool of {{ $labels.site }}",
+            "More than 100 readings were added to the spool in 30 minutes: the uplink (4G) is failing. Nothing is "
+            "lost until the spool is full.", "warning"),
+    ]
+    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "terril", "folder": "terril", "interval": "5m",
+                                         "rules": rules}]}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_all() -> dict[Path, str]:
+    out = {DASHBOARD_DIR / f"{name}.json": json.dumps(fn(), indent=2, ensure_ascii=False) + "\n"
+           for name, fn in DASHBOARDS.items()}
+    header = "# Generated by grafana/build.py: edit the script, then run `python -m grafana.build`.\n"
+    out[RULES_FILE] = header + yaml.safe_dump(alert_rules(), sort_keys=False, allow_unicode=True, width=120)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs from the build")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render_all().items():
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    for path in stale:
+        print(f"{'stale' if args.check else 'wrote'}: {path.relative_to(ROOT.parent)}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
