@@ -327,16 +327,19 @@ reset_energy: dict[str, float] = {}
 
 
 def _counter_days(readings: list[tuple[datetime, float]]) -> dict[date, float]:
-    """Sum of non-negative counter increments between consecutive readings of the same local day.
+    """Sum of non-negative counter increments of the intervals between consecutive readings, per local day.
 
     This is what a correct rollup computes from lifetime counters: a counter that
     goes backwards (reset, replacement) contributes nothing instead of a huge negative.
     """
     out: dict[date, float] = {}
     for (t0, c0), (t1, c1) in zip(readings, readings[1:]):
-        if local_day(t0) != local_day(t1):
-            continue
-        out[local_day(t1)] = out.get(local_day(t1), 0.0) + max(0.0, c1 - c0)
+        # readings fall on a grid aligned to local midnight: an interval belongs to the day it ends in,
+        # the one ending exactly at midnight to the day before
+        if t1 - t0 > timedelta(hours=18) and c1 != c0:
+            raise AssertionError("the seed never has a producing gap that long")
+        day = local_day(t1 - timedelta(milliseconds=1))
+        out[day] = out.get(day, 0.0) + max(0.0, c1 - c0)
     return out
 
 
@@ -409,7 +412,10 @@ def build_town() -> Town:
         rows = [town.daily[(s.slug, d)] for s in SITES if (s.slug, d) in town.daily]
         terr = {k: round(sum(r.get(k, 0.0) for r in rows), 3)
                 for k in ("production_wh", "consumption_wh", "import_wh", "export_wh")}
-        terr["reference_consumption_wh"] = round(TERRITORY_CONSUMPTION_WH_PER_YEAR / 366, 3)
+        # the rollup's rule: the annual reference times the day's length over a mean year (23 h and 25 h days)
+        hours = (local_midnight(d + timedelta(days=1)).astimezone(UTC) - local_midnight(d).astimezone(UTC)
+                 ).total_seconds() / 3600
+        terr["reference_consumption_wh"] = round(TERRITORY_CONSUMPTION_WH_PER_YEAR * hours / (365.25 * 24), 3)
         town.daily[(TERRITORY_SITE, d)] = terr
     for (slug, d), row in town.daily.items():
         town.lines.append(make_point("energy_daily", {"site": slug}, row, ms(local_midnight(d))).to_line())
