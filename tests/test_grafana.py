@@ -429,3 +429,13 @@ def test_real_rollup_computes_the_seeded_daily_rows(influx: InfluxServer, town: 
             tol = 2_000.0 if (row["site"] in ("mediatheque", TERRITORY_SITE) and day == date(2024, 10, 25)
                               and name in ("production_wh", "consumption_wh")) else 0.05
             assert row.get(name) == pytest.approx(value, abs=tol), (row["site"], day, name)
+
+
+@pytest.mark.parametrize("name", ["datasources-influxdb2.yaml", "datasources-influxdb3-core.yaml"])
+def test_datasource_variants_keep_uids_and_influxql(name: str) -> None:
+    doc = yaml.safe_load((GRAFANA / "examples" / name).read_text(encoding="utf-8"))
+    by_uid = {ds["uid"]: ds for ds in doc["datasources"]}
+    assert set(by_uid) == {build.DS_UID, build.DS_PUBLIC_UID}
+    for ds in by_uid.values():
+        assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert "${TERRIL_INFLUX" in ds["secureJsonData"]["httpHeaderValue1"]
