@@ -1,0 +1,265 @@
+"""Moves spooled readings and events to the broker; deletes a row only after its success PUBACK.
+
+Two lanes share one bounded window of messages in flight:
+
+* the *live lane* carries the poll that was just submitted, so a fresh reading
+  reaches the broker within a second or two even while a multi-hour backlog
+  drains behind it (one window slot is always kept free for it);
+* the *backlog lane* walks the spool oldest first with a cursor per kind,
+  packing up to ``batch_size`` readings per ``readings`` message (events go one
+  per message on ``events``).
+
+Rows in flight are never sent twice by this process at the same time. After a
+reconnect the cursors go back to the start of the spool, so every row that was
+in flight when the link dropped is sent again (at least once; the ingest is
+idempotent because the timestamp comes from the edge). A refused message
+(PUBACK >= 0x80, e.g. an ACL mistake) stays in the spool and is retried after
+``retry_refused_s``, so a broker-side fix needs no agent restart.
+
+Threads: ``submit_poll`` runs in the poller's thread (one spool transaction),
+PUBACK callbacks run in paho's thread and only enqueue, and everything else —
+publishing, deleting, cursor bookkeeping — happens in the forwarder's own thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.edge.publisher import Publisher, PublishResult
+from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolKind, SpoolStats
+from agent.schema import Event, Reading, Topics, readings_payload
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForwarderHealth:
+    """What the agent reports about its store-and-forward path (published as health)."""
+
+    spool: SpoolStats
+    connected: bool
+    published: int
+    """Messages the broker acknowledged with success (all topics)."""
+    refused: int
+    """Messages the broker refused (PUBACK reason code >= 0x80)."""
+    not_delivered: int
+    """Messages lost with the connection before their PUBACK (their rows were sent again)."""
+    forwarded_rows: int
+    """Spool rows deleted after a success PUBACK since start."""
+    inflight_messages: int
+
+
+@dataclass
+class _LivePoll:
+    readings: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    events: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+
+
+def _compact(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+class Forwarder:
+    """Publishes the spool's content through ``publisher`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        publisher: Publisher,
+        topics: Topics,
+        batch_size: int = 500,
+        max_inflight: int = 8,
+        retry_refused_s: float = 60.0,
+        live_polls_kept: int = 16,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_inflight < 2:
+            raise ValueError(f"max_inflight must be at least 2 (one slot is kept for live polls), got {max_inflight}")
+        self.spool = spool
+        self.publisher = publisher
+        self.topics = topics
+        self.batch_size = batch_size
+        self.max_inflight = max_inflight
+        self.retry_refused_s = retry_refused_s
+        self._live: deque[_LivePoll] = deque(maxlen=live_polls_kept)
+        self._completions: deque[tuple[list[int], PublishResult]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._rewind = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Owned by the forwarder thread only:
+        self._inflight_ids: set[int] = set()
+        self._inflight_msgs = 0
+        self._cursor: dict[SpoolKind, int] = {"readings": 0, "events": 0}
+        self._retry_at: float | None = None
+        self.forwarded_rows = 0
+        publisher.add_connection_listener(self._on_link_change)
+
+    # ------------------------------------------------------------------ public
+
+    def submit_poll(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+        """Spool one poll (one transaction) and hand it to the live lane.
+
+        Raises what the spool raises (e.g. ``sqlite3.OperationalError`` on a full
+        disk): the caller logs it; nothing half-written remains.
+        """
+        items: list[SpoolItem] = [SpoolItem("readings", r.ts, r.to_dict()) for r in readings]
+        items += [SpoolItem("events", e.ts, e.to_payload(self.topics.site)) for e in events]
+        if not items:
+            return
+        ids = self.spool.append(items)
+        poll = _LivePoll()
+        for row_id, item in zip(ids, items):
+            (poll.readings if item.kind == "readings" else poll.events).append((row_id, item.payload))
+        self._live.append(poll)
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="terril-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_timeout: float = 2.0) -> None:
+        """Stop sending; wait up to ``drain_timeout`` for PUBACKs of what is in flight, delete those rows."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+        deadline = time.monotonic() + drain_timeout
+        while self._inflight_msgs > 0 and time.monotonic() < deadline:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            self._process_completions()
+        self._process_completions()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def health(self) -> ForwarderHealth:
+        return ForwarderHealth(
+            spool=self.spool.stats(),
+            connected=self.publisher.connected,
+            published=self.publisher.published,
+            refused=self.publisher.refused,
+            not_delivered=self.publisher.not_delivered,
+            forwarded_rows=self.forwarded_rows,
+            inflight_messages=self._inflight_msgs,
+        )
+
+    # ------------------------------------------------------------------ thread
+
+    def _on_link_change(self, connected: bool) -> None:
+        if connected:
+            self._rewind.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._step()
+            except Exception:
+                # A spool error (disk, SQLite) must not kill the thread: log, back off, retry.
+                log.exception("forwarder step failed; retrying in 5 s")
+                self._stop.wait(5.0)
+
+    def _step(self) -> None:
+        self._process_completions()
+        if not self.publisher.connected:
+            self._live.clear()  # those rows are spooled; the backlog lane sends them after reconnect
+            return
+        if self._rewind.is_set() or (self._retry_at is not None and time.monotonic() >= self._retry_at):
+            self._rewind.clear()
+            self._retry_at = None
+            self._cursor = {"readings": 0, "events": 0}
+        window = max(2, min(self.max_inflight, self.publisher.receive_maximum - 2))
+        # live lane first: it may use the whole window
+        while self._live and self._inflight_msgs < window:
+            self._send_live(self._live.popleft())
+        # backlog lane: keeps one slot free for the next live poll
+        while self._inflight_msgs < window - 1 and not self._stop.is_set():
+            if not self._send_backlog("events") and not self._send_backlog("readings"):
+                break
+
+    def _send_live(self, poll: _LivePoll) -> None:
+        rows = [(i, p) for i, p in poll.readings if i not in self._inflight_ids]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            payload = readings_payload(self.topics.site, [p for _, p in chunk])
+            self._publish(self.topics.readings, _compact(payload), [i for i, _ in chunk])
+        for row_id, event in poll.events:
+            if row_id not in self._inflight_ids:
+                self._publish(self.topics.events, _compact(event), [row_id])
+
+    def _send_backlog(self, kind: SpoolKind) -> bool:
+        """Send one backlog message of ``kind``; False when nothing of that kind is left to send."""
+        limit = 1 if kind == "events" else self.batch_size
+        while True:
+            rows = self.spool.oldest(limit, kind, after_id=self._cursor[kind])
+            if not rows:
+                return False
+            self._cursor[kind] = rows[-1].id
+            rows = [r for r in rows if r.id not in self._inflight_ids]
+            if rows:
+                break
+        decoded = self._decode(rows)
+        if not decoded:
+            return True
+        if kind == "events":
+            row, event = decoded[0]
+            self._publish(self.topics.events, _compact(event), [row.id])
+        else:
+            payload = readings_payload(self.topics.site, [d for _, d in decoded])
+            self._publish(self.topics.readings, _compact(payload), [r.id for r, _ in decoded])
+        return True
+
+    def _decode(self, rows: list[SpooledItem]) -> list[tuple[SpooledItem, dict[str, object]]]:
+        good: list[tuple[SpooledItem, dict[str, object]]] = []
+        bad: list[int] = []
+        for row in rows:
+            try:
+                value = json.loads(row.payload)
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                good.append((row, value))
+            except ValueError as exc:
+                bad.append(row.id)
+                log.error("spool row %d (%s) is unreadable (%s): removing it", row.id, row.kind, exc)
+        if bad:
+            self.spool.delete(bad)
+        return good
+
+    def _publish(self, topic: str, payload: bytes, ids: list[int]) -> None:
+        self._inflight_ids.update(ids)
+        self._inflight_msgs += 1
+
+        def done(result: PublishResult) -> None:  # runs in paho's thread (or right here)
+            self._completions.append((ids, result))
+            self._wake.set()
+
+        self.publisher.publish(topic, payload, qos=1, retain=False, on_done=done)
+
+    def _process_completions(self) -> None:
+        acked: list[int] = []
+        while self._completions:
+            ids, result = self._completions.popleft()
+            self._inflight_msgs -= 1
+            self._inflight_ids.difference_update(ids)
+            if result.delivered:
+                acked += ids
+            elif result.reason_code is not None and self._retry_at is None:
+                self._retry_at = time.monotonic() + self.retry_refused_s
+        if acked:
+            self.forwarded_rows += self.spool.delete(acked)

@@ -1,0 +1,155 @@
+"""Store-and-forward end to end: spool → forwarder → real Mosquitto → subscriber."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.edge.forwarder import Forwarder
+from agent.edge.publisher import Publisher, PublisherOptions
+from agent.edge.spool import Spool, SpoolItem
+from agent.schema import Event, Reading, Topics
+from tests.fixtures.mosquitto import MosquittoBroker, Received, Subscriber
+
+T0 = int(time.time() * 1000)
+
+
+def poll(n: int, devices: int = 3) -> list[Reading]:
+    """Poll number ``n``: one reading per device, all stamped T0 + n."""
+    return [Reading(f"ond-{d}", "inverter", T0 + n, {"ac_power_w": float(n)}) for d in range(devices)]
+
+
+def readings_seen(msgs: list[Received], topic: str = "terril/mairie/readings") -> list[tuple[str, int]]:
+    out = []
+    for m in msgs:
+        if m.topic == topic:
+            out += [(r["device"], r["ts"]) for r in json.loads(m.payload)["readings"]]
+    return out
+
+
+class Agent:
+    """The edge agent's store-and-forward path, wired like the daemon does."""
+
+    def __init__(self, tmp_path: Path, port: int, site: str = "mairie", topic_site: str | None = None,
+                 username: str | None = None, password: str | None = None, **fwd: object) -> None:
+        self.spool = Spool(tmp_path / "spool.db")
+        self.publisher = Publisher(
+            PublisherOptions(host="127.0.0.1", port=port, site=site, username=username, password=password,
+                             reconnect_min_s=1, reconnect_max_s=1)
+        )
+        self.forwarder = Forwarder(self.spool, self.publisher, Topics(topic_site or site), **fwd)  # type: ignore[arg-type]
+
+    def start(self) -> Agent:
+        self.publisher.start()
+        self.forwarder.start()
+        return self
+
+    def stop(self) -> None:
+        self.forwarder.stop()
+        self.publisher.stop()
+        self.spool.close()
+
+    def wait_spool_empty(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.spool.stats().depth and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.spool.stats().depth == 0, self.forwarder.health()
+
+
+@pytest.fixture
+def subscriber_factory() -> Iterator[Callable[..., Subscriber]]:
+    made: list[Subscriber] = []
+
+    def make(port: int, **kw: object) -> Subscriber:
+        sub = Subscriber(port, "terril/#", **kw)  # type: ignore[arg-type]
+        made.append(sub)
+        return sub
+
+    yield make
+    for sub in made:
+        sub.close()
+
+
+def test_outage_then_restart_delivers_every_reading_in_batches(
+    tmp_path: Path, mosquitto: MosquittoBroker, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    sub = subscriber_factory(mosquitto.port, persistent=True)
+    agent = Agent(tmp_path, mosquitto.port, batch_size=50).start()
+    try:
+        assert agent.publisher.wait_connected(10)
+        agent.forwarder.submit_poll(poll(0))
+        sub.wait_for(lambda m: ("ond-0", T0) in readings_seen(m))
+        mosquitto.stop()
+        expected = {(f"ond-{d}", T0) for d in range(3)}
+        for n in range(1, 120):  # 357 readings and 2 events pile up during the outage
+            agent.forwarder.submit_poll(poll(n), [Event("ond-1", T0 + n, "GROUND_FAULT", True, "x")] if n % 40 == 0 else [])
+            expected |= {(f"ond-{d}", T0 + n) for d in range(3)}
+        assert agent.spool.stats().depth == 359
+        mosquitto.restart()
+        msgs = sub.wait_for(lambda m: set(readings_seen(m)) >= expected, timeout=30)
+        events = [json.loads(m.payload) for m in msgs if m.topic == "terril/mairie/events"]
+        assert sorted(e["ts"] for e in events) == [T0 + 40, T0 + 80]
+        assert all(e["site"] == "mairie" and e["code"] == "GROUND_FAULT" for e in events)
+        sizes = [len(json.loads(m.payload)["readings"]) for m in msgs if m.topic == "terril/mairie/readings"]
+        assert max(sizes) <= 50 and sizes.count(50) >= 6, sizes  # the backlog went out packed
+        agent.wait_spool_empty()
+        assert agent.forwarder.health().forwarded_rows == 3 + 359
+    finally:
+        agent.stop()
+
+
+def test_refused_topic_keeps_rows_in_the_spool(
+    tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker]
+) -> None:
+    broker = mosquitto_factory(users={"mairie": "pw"}, acl="pattern write terril/%u/#")
+    # Misconfigured: the agent logs in as 'mairie' but publishes under another site's topics.
+    agent = Agent(tmp_path, broker.port, site="mairie", topic_site="ecole", username="mairie", password="pw",
+                  retry_refused_s=0.5).start()
+    try:
+        assert agent.publisher.wait_connected(10)
+        agent.forwarder.submit_poll(poll(1), [Event("ond-1", T0 + 1, "GROUND_FAULT", True, "x")])
+        deadline = time.monotonic() + 10
+        while agent.publisher.refused < 4 and time.monotonic() < deadline:  # retried after retry_refused_s
+            time.sleep(0.05)
+        assert agent.publisher.refused >= 4
+        health = agent.forwarder.health()
+        assert health.spool.depth == 4 and health.forwarded_rows == 0
+    finally:
+        agent.stop()
+    assert Spool(tmp_path / "spool.db").stats().depth == 4, "nothing refused was deleted"
+
+
+def test_live_poll_overtakes_a_large_backlog(
+    tmp_path: Path, mosquitto: MosquittoBroker, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    sub = subscriber_factory(mosquitto.port)
+    agent = Agent(tmp_path, mosquitto.port, batch_size=100, max_inflight=4)
+    backlog = 30_000  # e.g. 3 devices every 10 s for ~28 hours
+    old = T0 - 86_400_000
+    agent.spool.append([SpoolItem("readings", old + i, Reading("ond-0", "inverter", old + i, {"ac_power_w": 1.0}).to_dict())
+                        for i in range(backlog)])
+    agent.start()
+    try:
+        sub.wait_for(lambda m: len(m) >= 5)  # the drain has begun
+        submitted = time.monotonic()
+        agent.forwarder.submit_poll([Reading("live", "meter", T0, {"power_w": 5.0})])
+        msgs = sub.wait_for(lambda m: ("live", T0) in readings_seen(m), timeout=5)
+        latency = time.monotonic() - submitted
+        drained_before_live = sum(1 for dev, _ in readings_seen(msgs) if dev == "ond-0")
+        assert latency < 3.0
+        assert drained_before_live < backlog, "the live poll did not wait for the backlog"
+        msgs = sub.wait_for(lambda m: len(readings_seen(m)) >= backlog + 1, timeout=60)
+        sizes = [len(json.loads(m.payload)["readings"]) for m in msgs if m.topic.endswith("/readings")]
+        assert max(sizes) <= 100
+        seen = readings_seen(msgs)
+        assert {ts for dev, ts in seen if dev == "ond-0"} == {old + i for i in range(backlog)}
+        backlog_ts = [ts for dev, ts in seen if dev == "ond-0"]
+        assert backlog_ts == sorted(backlog_ts), "the backlog drains oldest first"
+        agent.wait_spool_empty()
+        assert agent.forwarder.health().forwarded_rows == backlog + 1
+    finally:
+        agent.stop()
