@@ -81,7 +81,7 @@ class Agent:
         spool_path.parent.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(spool_path, config.spool.max_rows, config.spool.max_age_days * 86400)
         self.publisher = Publisher(publisher_options(config), info=self.info_document)
-        self.forwarder = Forwarder(self.spool, self.publisher, batch_size=config.spool.batch_size)
+        self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size)
         self.pool = LinkPool(source=f"{config.site.slug} devices")
         self.pollers: list[DevicePoller] = build_pollers(config, self.pool, on_identity=self._on_identity)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -135,6 +135,9 @@ class Agent:
             result = await poller.poll()
             if result is not None and (result.readings or result.events):
                 self.forwarder.submit_poll(result.readings, result.events)
+                log.debug("spooled %s ts=%d: %d reading(s), %d event(s)", poller.name,
+                          result.readings[0].ts if result.readings else result.events[0].ts,
+                          len(result.readings), len(result.events))
             if poller.name in self._job_errors:
                 log.info("%s: polling works again", poller.name)
                 del self._job_errors[poller.name]
