@@ -20,6 +20,12 @@ Threads: paho's network thread only queues received messages; the calling
 thread validates, batches, writes and acknowledges. A paho message id is only
 meaningful on the connection it arrived on, so each message remembers its
 connection generation and is acknowledged only on that same connection.
+
+Daily energy: an APScheduler job recomputes ``energy_daily`` every
+``rollup.every`` seconds (:class:`agent.central.rollup.Rollup`: yesterday and
+today). Readings older than that (an agent draining a spool of several days)
+are remembered as the oldest local day stored since the last run, and the next
+run starts from that day.
 """
 
 from __future__ import annotations
@@ -34,8 +40,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
+from apscheduler.schedulers.background import BackgroundScheduler
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -43,6 +52,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.central.config import IngestConfig
 from agent.central.points import Point, encode_line
+from agent.central.rollup import COUNTERS, Rollup
 from agent.central.validate import message_to_points
 from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
 from agent.schema import TOPIC_KINDS, deadletter_topic
@@ -53,6 +63,10 @@ IDLE_FLUSH_S = 0.1
 """Write a partial batch once no message arrived for this long (the broker's window may be full)."""
 RETRY_INITIAL_S = 0.5
 DEADLETTER_LOG_EVERY_S = 60.0
+LATE_DATA_MAX_DAYS = 62
+"""The scheduled rollup reaches back at most this far for late readings; older ones need ``terril rollup --since``."""
+COUNTER_MEASUREMENTS = frozenset(c.measurement for c in COUNTERS)
+"""Measurements whose readings change ``energy_daily``: only they make a rollup reach further back."""
 
 
 @dataclass
@@ -66,6 +80,8 @@ class Message:
     payload: bytes
     received_ms: int
     site: str | None = None
+    oldest_counter_ms: int | None = None
+    """Oldest timestamp among the message's inverter/meter points (for the rollup of late data)."""
     problems: list[str] = field(default_factory=list)
     refused_lines: list[str] = field(default_factory=list)
 
@@ -136,6 +152,25 @@ class _DeadLetterLog:
         log.warning("dead letter from site %s: %s%s", site or "?", reason[:200], more)
 
 
+class LateData:
+    """The oldest counter reading stored since the last rollup run (thread-safe: written by the
+    ingest loop, taken by the scheduler's thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._oldest_ms: int | None = None
+
+    def note(self, ts_ms: int) -> None:
+        with self._lock:
+            if self._oldest_ms is None or ts_ms < self._oldest_ms:
+                self._oldest_ms = ts_ms
+
+    def take(self) -> int | None:
+        with self._lock:
+            oldest, self._oldest_ms = self._oldest_ms, None
+            return oldest
+
+
 class Ingest:
     """MQTT → InfluxDB. ``run(stop)`` blocks until *stop* is set."""
 
@@ -154,6 +189,14 @@ class Ingest:
         self._deadletter_log = _DeadLetterLog(time.monotonic)
         self._influx_down_since: float | None = None
         self._client = self._make_client()
+        # The rollup writes through a writer of its own: the ingest's keeps one HTTP
+        # connection that only the ingest loop may use (http.client is not thread-safe).
+        self._rollup_writer = make_writer(config.influxdb)
+        self.rollup = Rollup.from_config(config, self._rollup_writer.write)
+        self.late = LateData()
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.scheduler.add_job(self.run_rollup, "interval", seconds=config.rollup.every, id="rollup",
+                               max_instances=1, coalesce=True, misfire_grace_time=config.rollup.every)
 
     # ------------------------------------------------------------------ MQTT
 
@@ -226,6 +269,27 @@ class Ingest:
         self._client.ack(msg.mid, msg.qos)
         self.stats.acked += 1
 
+    # ------------------------------------------------------------------ rollup
+
+    def run_rollup(self) -> int:
+        """The scheduled job: yesterday and today, or from the oldest late day stored since the last run."""
+        oldest = self.late.take()
+        since = self._late_day(oldest) if oldest is not None else None
+        written = self.rollup(since=since)
+        if self.rollup.failing and oldest is not None:
+            self.late.note(oldest)  # not computed: the next run tries again from that day
+        return written
+
+    def _late_day(self, ts_ms: int) -> date:
+        zone = ZoneInfo(self.rollup.timezone)
+        day = datetime.fromtimestamp(ts_ms / 1000, zone).date()
+        floor = datetime.now(timezone.utc).astimezone(zone).date() - timedelta(days=LATE_DATA_MAX_DAYS)
+        if day < floor:
+            log.warning("readings from %s were stored; the scheduled rollup reaches back to %s only: "
+                        "run `terril rollup --since %s` for the days before", day, floor, day)
+            return floor
+        return day
+
     # ------------------------------------------------------------------ main loop
 
     def run(self, stop: threading.Event) -> None:
@@ -240,13 +304,16 @@ class Ingest:
         self._client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.broker.keepalive,
                                    clean_start=False, properties=props)
         self._client.loop_start()
+        self.scheduler.start()
         try:
             self._loop(stop)
         finally:
             self._stopping = True
+            self.scheduler.shutdown(wait=True)
             self._client.disconnect()
             self._client.loop_stop()
             self.writer.close()
+            self._rollup_writer.close()
             log.info("ingest stopped: %d messages, %d points written, %d dead letters",
                      self.stats.messages, self.stats.points_written, self.stats.deadletters)
 
@@ -290,6 +357,8 @@ class Ingest:
                                     self.config.max_payload_bytes)
         msg.site = decoded.site
         msg.problems.extend(decoded.problems)
+        counters = [p.ts_ms for p in decoded.points if p.measurement in COUNTER_MEASUREMENTS]
+        msg.oldest_counter_ms = min(counters) if counters else None
         return list(decoded.points)
 
     def _flush(self, batch: list[Message], points: list[tuple[Point, Message]], stop: threading.Event) -> None:
@@ -323,6 +392,9 @@ class Ingest:
             msg.problems.append(f"InfluxDB refused {r.point.measurement} point: {r.reason}")
             msg.refused_lines.append(encode_line(r.point))
         self.stats.points_written += len(points) - len(rejected)
+        late = [m.oldest_counter_ms for m in batch if m.oldest_counter_ms is not None]
+        if late:
+            self.late.note(min(late))
         dead = [m for m in batch if m.problems]
         if dead and not self._publish_deadletters(dead, stop):
             return

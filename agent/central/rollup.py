@@ -453,8 +453,10 @@ class Rollup:
     Call it (``rollup()``) from the scheduler: it never raises, and logs one
     line when it starts failing and one when it works again. ``days_back=1``
     recomputes yesterday too, so readings that arrive late (an agent draining
-    its spool after a night offline) still land in the right day; older
-    backlogs need ``terril rollup --since``.
+    its spool after a night offline) still land in the right day. For older
+    late data the caller passes ``since`` (the ingest passes the oldest local
+    day it stored readings for since the last run); ``terril rollup --since``
+    remains the tool for a backfill.
     """
 
     client: QueryClient
@@ -464,21 +466,22 @@ class Rollup:
     days_back: int = 1
     failing: bool = field(default=False, init=False)
 
-    def run_once(self, now: datetime | None = None) -> int:
-        """Compute and write the last ``days_back`` days and today; raise on failure."""
+    def run_once(self, now: datetime | None = None, since: date | None = None) -> int:
+        """Compute and write the last ``days_back`` days (or from *since* if earlier) and today; raise on failure."""
         today = today_in(self.timezone, now)
+        first = today - timedelta(days=self.days_back)
         return run_rollup(
             self.client,
             self.write,
-            today - timedelta(days=self.days_back),
+            min(first, since) if since is not None else first,
             today,
             self.timezone,
             self.reference_wh_per_year,
         )
 
-    def __call__(self, now: datetime | None = None) -> int:
+    def __call__(self, now: datetime | None = None, since: date | None = None) -> int:
         try:
-            written = self.run_once(now)
+            written = self.run_once(now, since)
         except (TerrilError, OSError, ValueError) as exc:
             if not self.failing:
                 log.warning("daily energy rollup failed, will retry at the next run: %s", exc)
