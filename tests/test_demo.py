@@ -1,0 +1,95 @@
+"""``make demo`` end to end: the whole chain starts, data reaches InfluxDB, and nothing is left running.
+
+One run of ``python -m agent.demo`` with three sites (real Mosquitto, real
+InfluxDB 1.x, three real agents and the ingest as subprocesses, the simulator
+in the demo's process). The demo prints a last JSON line built from InfluxDB
+queries made before it stops its children; the test checks it and then checks
+by PID that every child is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.demo.run import RESULT_PREFIX
+from agent.demo.town import FAULT_CODE, FAULT_DEVICE, FAULT_SITE, SILENT_DEVICE, SILENT_SITE, TOWN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0): only a process that is not one counts as running.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_the_town_end_to_end_and_stops_everything(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.demo", "--duration", "40", "--sites", "3", "--run-dir", str(run_dir),
+         "--start", "2025-06-21T12:00:00+02:00"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    result_lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert len(result_lines) == 1, out[-4000:]
+    result = json.loads(result_lines[0][len(RESULT_PREFIX):])
+
+    # Every site's readings reached InfluxDB, and its agent said it is online.
+    expected_sites = [s.slug for s in TOWN[:3]]
+    assert sorted(result["sites"]) == sorted(expected_sites)
+    for slug in expected_sites:
+        site = result["sites"][slug]
+        assert site["readings"] > 0, (slug, site)
+        assert site["online"] is True, (slug, site)
+    # Simulated noon in June: the roofs produce, and today's energy grows from the counters.
+    assert sum(s["power_w"] for s in result["sites"].values()) > 1000
+    assert sum(s["energy_today_wh"] for s in result["sites"].values()) > 0
+
+    # The injected ground fault is an active event; the silent inverter has no reading.
+    faults = {(f["site"], f["device"], f["code"]) for f in result["active_faults"]}
+    assert (FAULT_SITE, FAULT_DEVICE, FAULT_CODE) in faults, result["active_faults"]
+    assert result["sites"][SILENT_SITE]["silent"] == [SILENT_DEVICE]
+    assert result["sites"][FAULT_SITE]["silent"] == []
+
+    # Nothing left running: every child the demo reports has exited.
+    pids = result["pids"]
+    assert {"mosquitto", "influxd", "ingest", *(f"agent-{s}" for s in expected_sites)} <= set(pids)
+    assert result["still_running"] == [] and result["exited_early"] == []
+    assert [name for name, pid in pids.items() if _alive(pid)] == []
+
+    # What the user keeps: configs and logs under the run directory.
+    for slug in expected_sites:
+        assert (run_dir / "agents" / f"{slug}.yaml").is_file()
+        assert (run_dir / "logs" / f"agent-{slug}.log").stat().st_size > 0
+    assert (run_dir / "logs" / "ingest.log").is_file()
+    assert "Grafana" in proc.stdout and result["influxdb"]["url"] in proc.stdout
+
+
+def test_demo_rejects_a_site_count_outside_the_town() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.demo", "--sites", str(len(TOWN) + 1)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 2
+    assert f"--sites must be between 1 and {len(TOWN)}" in proc.stderr
