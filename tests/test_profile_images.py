@@ -7,9 +7,20 @@ so decoding must give them back exactly — a wrong type, word order or scale ca
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from agent.devices.profile import Profile, available_profiles, encode_value, load_profile, raw_for, sunspec_event_bits
+import pytest
+import yaml
+
+from agent.devices.profile import (
+    Profile,
+    available_profiles,
+    encode_value,
+    load_profile,
+    parse_profile,
+    raw_for,
+    sunspec_event_bits,
+)
 from agent.devices.profile_driver import ProfileDriver
 from agent.modbus.plan import RegisterBlock, Table
 from agent.schema import STATE_NAMES
@@ -143,3 +154,14 @@ def test_an_empty_block_gives_an_empty_reading_not_zeros() -> None:
         poll = ProfileDriver("dev", profile.kind, profile).decode(RegisterBlock(), 0)
         assert [r.fields for r in poll.readings] == [{}]
         assert poll.state is None and poll.active_events == {}
+
+
+def test_sign_invert_turns_an_export_positive_meter_into_import_positive() -> None:
+    data = yaml.safe_load((Path(__file__).parent.parent / "agent/devices/profiles/sdm630.yaml").read_text(encoding="utf-8"))
+    power = next(r for r in data["registers"] if r["field"] == "power_w")
+    power["sign"] = "invert"
+    inverted = parse_profile(data, "sdm630_reversed", "sdm630_reversed.yaml")
+    normal = load_profile("sdm630")
+    image = profile_image(normal, {(None, "power_w"): 2000.0})  # the device says +2000 W
+    assert ProfileDriver("m", "meter", normal).decode(block_from(image), 0).readings[0].fields == {"power_w": 2000.0}
+    assert ProfileDriver("m", "meter", inverted).decode(block_from(image), 0).readings[0].fields == {"power_w": -2000.0}

@@ -65,7 +65,7 @@ class ProfileError(ConfigError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --------------------------------------------------------------------------- the format
@@ -246,7 +246,7 @@ def _check(profile: Profile) -> list[str]:
     kind_fields = READING_MEASUREMENT[profile.kind].fields_by_name
     mppt_fields = MPPT.fields_by_name
 
-    def located(where: str, item: Located) -> None:
+    def check_located(where: str, item: Located) -> None:
         if item.type == "str" and item.length is None:
             problems.append(f"{where}.length: a str value needs its length in registers")
         if item.type != "str" and item.length is not None:
@@ -258,19 +258,17 @@ def _check(profile: Profile) -> list[str]:
             problems.append(f"{where}.address: registers {wire}..{wire + item.count - 1} are outside 0..65535")
         if item.count > profile.defaults.max_registers:
             problems.append(f"{where}: {item.count} registers do not fit one request (max_registers {profile.defaults.max_registers})")
-        if item.type == "f32" and item.sentinels:
-            pass  # raw float patterns are allowed as sentinels
 
     for key, item in profile.identity:
         if item is not None:
-            located(f"identity.{key}", item)
+            check_located(f"identity.{key}", item)
             if key == "rated_power_w" and item.type == "str":
                 problems.append("identity.rated_power_w.type: rated power is a number, not a str")
 
     summed: dict[tuple[str | None, str], list[int]] = {}
     for index, reg in enumerate(profile.registers):
         where = f"registers[{index}]"
-        located(where, reg)
+        check_located(where, reg)
         spec = mppt_fields if reg.string is not None else kind_fields
         measurement = "mppt" if reg.string is not None else profile.kind
         field = spec.get(reg.field)
@@ -303,7 +301,7 @@ def _check(profile: Profile) -> list[str]:
             problems.append(f"{where}: several registers feed {target}; give each of them 'combine: sum' or keep one")
 
     if profile.state is not None:
-        located("state.register", profile.state.code_register)
+        check_located("state.register", profile.state.code_register)
         if profile.state.code_register.type not in ("u16", "u32", "i16", "i32"):
             problems.append("state.register.type: a state code is an integer (u16, u32, i16, i32)")
         if profile.kind != "inverter":
@@ -312,7 +310,7 @@ def _check(profile: Profile) -> list[str]:
     sunspec_bits = sunspec_event_bits(profile.kind)
     for index, event in enumerate(profile.events):
         where = f"events[{index}]"
-        located(where, event)
+        check_located(where, event)
         if event.type not in ("u16", "u32", "u64"):
             problems.append(f"{where}.type: an alarm bit field is unsigned (u16, u32, u64)")
         for bit, spec in event.bits.items():
