@@ -131,8 +131,11 @@ class Agent:
 
     async def poll_device(self, poller: DevicePoller) -> None:
         """One scheduled poll. Never raises: an unexpected failure is logged once and counted."""
+        status_before = poller.stats.status
         try:
             result = await poller.poll()
+            if poller.stats.status != status_before and status_before is not None:
+                self.publish_health()  # a device changed state: say so now, not in up to 60 s
             if result is not None and (result.readings or result.events):
                 self.forwarder.submit_poll(result.readings, result.events)
                 log.debug("spooled %s ts=%d: %d reading(s), %d event(s)", poller.name,
