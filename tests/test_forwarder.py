@@ -153,3 +153,43 @@ def test_live_poll_overtakes_a_large_backlog(
         assert agent.forwarder.health().forwarded_rows == backlog + 1
     finally:
         agent.stop()
+
+
+def test_broker_stopped_mid_drain_loses_nothing(
+    tmp_path: Path, mosquitto: MosquittoBroker, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    sub = subscriber_factory(mosquitto.port, persistent=True)
+    agent = Agent(tmp_path, mosquitto.port, batch_size=20, max_inflight=8)
+    agent.spool.append([SpoolItem("readings", T0 + i, Reading("ond-0", "inverter", T0 + i, {}).to_dict())
+                        for i in range(6000)])
+    agent.start()
+    try:
+        sub.wait_for(lambda m: len(m) >= 10)
+        mosquitto.stop()  # messages in flight at this moment get no PUBACK
+        assert agent.spool.stats().depth > 0, "the drain should still be running when the broker stops"
+        mosquitto.restart()
+        msgs = sub.wait_for(lambda m: {ts for _, ts in readings_seen(m)} >= {T0 + i for i in range(6000)}, timeout=30)
+        assert len({ts for _, ts in readings_seen(msgs)}) == 6000
+        agent.wait_spool_empty()
+        assert agent.publisher.connects == 2
+    finally:
+        agent.stop()
+
+
+def test_rows_spooled_by_a_previous_run_are_sent_by_the_next(
+    tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker], subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    broker = mosquitto_factory(start=False)
+    first = Agent(tmp_path, broker.port).start()
+    for n in range(10):
+        first.forwarder.submit_poll(poll(n))
+    first.stop()  # the agent stops (or dies) before the broker was ever reachable
+    broker.start()
+    sub = subscriber_factory(broker.port)
+    second = Agent(tmp_path, broker.port).start()
+    try:
+        msgs = sub.wait_for(lambda m: len(readings_seen(m)) >= 30)
+        assert sorted(ts for _, ts in readings_seen(msgs)) == sorted(T0 + n for n in range(10) for _ in range(3))
+        second.wait_spool_empty()
+    finally:
+        second.stop()
