@@ -276,6 +276,25 @@ class DeviceConfig(_Model):
             )
         return value
 
+    @model_validator(mode="after")
+    def _kind_matches_profile(self, info: ValidationInfo) -> DeviceConfig:
+        """A meter profile configured as an inverter would publish nonsense: refuse it at load time."""
+        if self.driver == SUNSPEC_DRIVER:
+            return self
+        folder = Path((info.context or {}).get("profiles_dir") or PROFILES_DIR)
+        path = folder / f"{self.driver}.yaml"
+        if not path.is_file():
+            return self
+        from agent.devices.profile import load_profile_file  # lazy: only configs naming a profile pay for it
+
+        try:
+            profile_kind = load_profile_file(path).metadata.kind
+        except ConfigError as exc:
+            raise _fail(f"profile {self.driver!r} is invalid: {'; '.join(exc.problems)}") from None
+        if profile_kind != self.kind:
+            raise _fail(f"kind {_show(self.kind)} does not match profile {_show(self.driver)}, which describes a {profile_kind}")
+        return self
+
     @property
     def endpoint(self) -> str:
         return self.transport.endpoint
