@@ -26,6 +26,12 @@ Daily energy: an APScheduler job recomputes ``energy_daily`` every
 today). Readings older than that (an agent draining a spool of several days)
 are remembered as the oldest local day stored since the last run, and the next
 run starts from that day.
+
+systemd (``Type=notify``, ``WatchdogSec``): READY=1 once the loops run, and
+WATCHDOG=1 only while the ingest is healthy — paho's network thread alive and
+the write loop turning. A loop that waits for a down InfluxDB is healthy (it
+retries by design); one blocked longer than a write can take is not, and
+systemd restarts the service.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from agent.central.points import Point, encode_line
 from agent.central.rollup import COUNTERS, Rollup
 from agent.central.validate import message_to_points
 from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
+from agent.edge.sdnotify import SystemdNotifier
 from agent.schema import TOPIC_KINDS, deadletter_topic
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,8 @@ RETRY_INITIAL_S = 0.5
 DEADLETTER_LOG_EVERY_S = 60.0
 LATE_DATA_MAX_DAYS = 62
 """The scheduled rollup reaches back at most this far for late readings; older ones need ``terril rollup --since``."""
+STUCK_MARGIN_S = 30.0
+"""Slack on top of a write's two attempts and the longest back-off before the write loop counts as stuck."""
 COUNTER_MEASUREMENTS = frozenset(c.measurement for c in COUNTERS)
 """Measurements whose readings change ``energy_daily``: only they make a rollup reach further back."""
 
@@ -197,6 +206,13 @@ class Ingest:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self.run_rollup, "interval", seconds=config.rollup.every, id="rollup",
                                max_instances=1, coalesce=True, misfire_grace_time=config.rollup.every)
+        self.notifier = SystemdNotifier()
+        self._loop_beat = time.monotonic()
+        """When the write loop last proved it turns (monotonic s); read by the watchdog job."""
+        watchdog = self.notifier.watchdog_interval_s()
+        if watchdog:
+            self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog",
+                                   max_instances=1, coalesce=True)
 
     # ------------------------------------------------------------------ MQTT
 
@@ -246,6 +262,7 @@ class Ingest:
             log.error("broker refused the subscription(s): %s (check the ingest user's ACL)", ", ".join(refused))
             return
         log.info("subscribed to %d topics as group %s", len(reason_codes), self.config.subscription.group)
+        self.notifier.status(f"subscribed as {self.client_id}, group {self.config.subscription.group}")
         self.subscribed.set()
 
     def _on_disconnect(
@@ -268,6 +285,23 @@ class Ingest:
             return  # arrived on a connection that is gone: the broker redelivers it
         self._client.ack(msg.mid, msg.qos)
         self.stats.acked += 1
+
+    # ------------------------------------------------------------------ health
+
+    def healthy(self, now: float | None = None) -> bool:
+        """paho's network thread alive (connected or reconnecting) and the write loop not stuck."""
+        now = time.monotonic() if now is None else now
+        # paho keeps the thread of loop_start() in a private attribute; no public accessor exists.
+        mqtt_thread = getattr(self._client, "_thread", None)
+        mqtt_alive = mqtt_thread is not None and mqtt_thread.is_alive()
+        influx = self.config.influxdb
+        return mqtt_alive and now - self._loop_beat < 2 * influx.timeout + influx.retry_max_delay + STUCK_MARGIN_S
+
+    def ping_watchdog(self) -> None:
+        if self.healthy():
+            self.notifier.watchdog()
+        else:
+            log.error("ingest stuck (MQTT network thread dead or write loop blocked); not pinging the systemd watchdog")
 
     # ------------------------------------------------------------------ rollup
 
@@ -304,16 +338,23 @@ class Ingest:
         self._client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.broker.keepalive,
                                    clean_start=False, properties=props)
         self._client.loop_start()
+        self._loop_beat = time.monotonic()
         self.scheduler.start()
+        self.notifier.ready(f"connecting to broker {cfg.broker.host}:{cfg.broker.port}")
         try:
             self._loop(stop)
         finally:
             self._stopping = True
+            self.notifier.stopping()
             self.scheduler.shutdown(wait=True)
             self._client.disconnect()
             self._client.loop_stop()
             self.writer.close()
             self._rollup_writer.close()
+            # SystemdNotifier (agent/edge, shared with the agent) has no close(); its socket must not leak.
+            notify_socket = getattr(self.notifier, "_socket", None)
+            if notify_socket is not None:
+                notify_socket.close()
             log.info("ingest stopped: %d messages, %d points written, %d dead letters",
                      self.stats.messages, self.stats.points_written, self.stats.deadletters)
 
@@ -325,7 +366,7 @@ class Ingest:
         first_at = 0.0
         last_at = 0.0
         while not stop.is_set():
-            now = time.monotonic()
+            now = self._loop_beat = time.monotonic()
             if batch:
                 wait = max(0.0, min(first_at + cfg.max_delay, last_at + IDLE_FLUSH_S) - now)
             else:
@@ -381,8 +422,10 @@ class Ingest:
                     log.error("InfluxDB unavailable (%s): holding %d messages unacknowledged, "
                               "retrying with back-off up to %.0f s", exc, len(batch),
                               self.config.influxdb.retry_max_delay)
+                self._loop_beat = time.monotonic()  # waiting for InfluxDB is what this loop should do
                 if stop.wait(delay):
                     return
+                self._loop_beat = time.monotonic()
                 delay = min(delay * 2, self.config.influxdb.retry_max_delay)
         if self._influx_down_since is not None:
             log.info("InfluxDB available again after %.0f s", time.monotonic() - self._influx_down_since)
@@ -417,6 +460,7 @@ class Ingest:
                     if stop.is_set() or not self._connected.is_set():
                         return False
                     info.wait_for_publish(timeout=0.1)
+                    self._loop_beat = time.monotonic()
             except (ValueError, RuntimeError):  # not sent: no connection
                 return False
         self.stats.deadletters += len(dead)
