@@ -11,6 +11,7 @@ import yaml
 
 from agent.config import (
     DEFAULT_SPOOL_FILE,
+    PROFILES_DIR,
     AgentConfig,
     RtuTransport,
     TcpTransport,
@@ -179,8 +180,8 @@ def test_profile_driver_must_exist_once_profiles_are_shipped(tmp_path: Path) -> 
     assert parse_agent_config(minimal(devices=[dev]), "t", profiles_dir=empty).devices[0].driver == "sdm630"
     shipped = tmp_path / "profiles"
     shipped.mkdir()
-    (shipped / "sdm630.yaml").write_text("{}")
-    (shipped / "huawei_sun2000.yaml").write_text("{}")
+    for name in ("sdm630", "huawei_sun2000"):  # real profiles: their kind is checked against the device's
+        (shipped / f"{name}.yaml").write_text((PROFILES_DIR / f"{name}.yaml").read_text())
     assert parse_agent_config(minimal(devices=[dev]), "t", profiles_dir=shipped).devices[0].driver == "sdm630"
     problems = problems_of(minimal(devices=[{**dev, "driver": "sdm120"}]), profiles_dir=shipped)
     assert problems == [
