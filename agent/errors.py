@@ -15,6 +15,10 @@ class ConfigError(TerrilError):
         self.problems = problems
         super().__init__(f"{source}: " + "; ".join(problems))
 
+    def report(self, what: str = "configuration") -> str:
+        """Every problem on its own line, for a person at a terminal (or journalctl)."""
+        return "\n".join([f"{self.source}: invalid {what}:", *(f"  {p}" for p in self.problems)])
+
 
 class TransportError(TerrilError):
     """The link to a device is broken (connection refused, timeout, serial error): reconnect."""

@@ -10,8 +10,8 @@ import math
 from datetime import datetime, timezone
 
 
-def solar_elevation_deg(when: datetime, latitude: float, longitude: float) -> float:
-    """Solar elevation above the horizon in degrees at *when* (aware datetime) and the given place."""
+def solar_terms(when: datetime) -> tuple[float, float]:
+    """(equation of time in minutes, declination in radians) at *when* (NOAA)."""
     utc = when.astimezone(timezone.utc)
     day_of_year = utc.timetuple().tm_yday
     hour = utc.hour + utc.minute / 60 + utc.second / 3600
@@ -32,12 +32,18 @@ def solar_elevation_deg(when: datetime, latitude: float, longitude: float) -> fl
         - 0.002697 * math.cos(3 * gamma)
         + 0.00148 * math.sin(3 * gamma)
     )
-    true_solar_minutes = hour * 60 + eqtime + 4 * longitude
-    hour_angle = math.radians(true_solar_minutes / 4 - 180)
+    return eqtime, decl
+
+
+def solar_elevation_deg(when: datetime, latitude: float, longitude: float) -> float:
+    """Solar elevation above the horizon in degrees at *when* (aware datetime) and the given place."""
+    utc = when.astimezone(timezone.utc)
+    eqtime, decl = solar_terms(utc)
+    minutes = utc.hour * 60 + utc.minute + utc.second / 60
+    hour_angle = math.radians((minutes + eqtime + 4 * longitude) / 4 - 180)
     lat = math.radians(latitude)
     cos_zenith = math.sin(lat) * math.sin(decl) + math.cos(lat) * math.cos(decl) * math.cos(hour_angle)
-    zenith = math.acos(max(-1.0, min(1.0, cos_zenith)))
-    return 90.0 - math.degrees(zenith)
+    return 90.0 - math.degrees(math.acos(max(-1.0, min(1.0, cos_zenith))))
 
 
 def is_daylight(when: datetime, latitude: float, longitude: float, margin_deg: float = 0.0) -> bool:

@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_ingest_config(args.config)
     except ConfigError as exc:
-        print(f"terril rollup: invalid config {exc.source}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report("ingest configuration"), file=sys.stderr)
         return 2
     tz = args.timezone or config.rollup.timezone
     try:

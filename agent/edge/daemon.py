@@ -243,9 +243,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_agent_config(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report("configuration"), file=sys.stderr)
         return 2
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(config.log.level)

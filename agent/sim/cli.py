@@ -43,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"terril simulate: invalid config {exc.source}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report("simulator configuration"), file=sys.stderr)
         return 2
     servers = build_servers(cfg)
     try:

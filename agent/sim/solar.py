@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from agent.sun import solar_elevation_deg, solar_terms
+
 
 @dataclass(frozen=True)
 class Site:
@@ -26,41 +28,9 @@ class Site:
     longitude: float
 
 
-def _solar_terms(t: datetime) -> tuple[float, float]:
-    """(equation of time in minutes, declination in radians) at UTC time ``t`` (NOAA)."""
-    t = t.astimezone(UTC)
-    doy = t.timetuple().tm_yday
-    hours = t.hour + t.minute / 60 + t.second / 3600
-    gamma = 2 * math.pi / 365 * (doy - 1 + (hours - 12) / 24)
-    eqtime = 229.18 * (
-        0.000075
-        + 0.001868 * math.cos(gamma)
-        - 0.032077 * math.sin(gamma)
-        - 0.014615 * math.cos(2 * gamma)
-        - 0.040849 * math.sin(2 * gamma)
-    )
-    decl = (
-        0.006918
-        - 0.399912 * math.cos(gamma)
-        + 0.070257 * math.sin(gamma)
-        - 0.006758 * math.cos(2 * gamma)
-        + 0.000907 * math.sin(2 * gamma)
-        - 0.002697 * math.cos(3 * gamma)
-        + 0.00148 * math.sin(3 * gamma)
-    )
-    return eqtime, decl
-
-
 def sun_elevation(site: Site, t: datetime) -> float:
     """Solar elevation above the horizon in degrees (negative at night)."""
-    t = t.astimezone(UTC)
-    eqtime, decl = _solar_terms(t)
-    minutes = t.hour * 60 + t.minute + t.second / 60
-    true_solar_minutes = minutes + eqtime + 4 * site.longitude
-    hour_angle = math.radians(true_solar_minutes / 4 - 180)
-    lat = math.radians(site.latitude)
-    cos_zenith = math.sin(lat) * math.sin(decl) + math.cos(lat) * math.cos(decl) * math.cos(hour_angle)
-    return 90 - math.degrees(math.acos(max(-1.0, min(1.0, cos_zenith))))
+    return solar_elevation_deg(t, site.latitude, site.longitude)
 
 
 @dataclass(frozen=True)
@@ -75,7 +45,7 @@ class SunTimes:
 def sun_times(site: Site, day: date) -> SunTimes:
     """Sunrise, solar noon and sunset (UTC) on ``day`` at ``site`` (NOAA, refraction-corrected)."""
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    eqtime, decl = _solar_terms(midnight + timedelta(hours=12))
+    eqtime, decl = solar_terms(midnight + timedelta(hours=12))
     noon = midnight + timedelta(minutes=720 - 4 * site.longitude - eqtime)
     lat = math.radians(site.latitude)
     cos_ha = math.cos(math.radians(90.833)) / (math.cos(lat) * math.cos(decl)) - math.tan(lat) * math.tan(decl)

@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_agent_config(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report("configuration"), file=sys.stderr)
         return 2
     results = asyncio.run(poll_once(config))
     failed = 0
