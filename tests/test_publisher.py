@@ -8,11 +8,12 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from agent.edge.publisher import Publisher, PublisherOptions
-from tests.fixtures.mosquitto import MosquittoBroker, Subscriber
+from tests.fixtures.mosquitto import MosquittoBroker, Subscriber, make_test_ca
 
 ACL = """
 pattern write terril/%u/#
@@ -150,3 +151,39 @@ def test_messages_in_flight_when_the_broker_dies_are_reported_not_delivered(mosq
         assert pub.inflight == 0
     finally:
         pub.stop()
+
+
+def test_tls_with_the_right_ca_connects(mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
+    broker = mosquitto_factory(tls=True)
+    pub = Publisher(PublisherOptions(host="127.0.0.1", port=broker.port, site="mairie", tls_ca=str(broker.ca_path)))
+    pub.start()
+    try:
+        assert pub.wait_connected(10)
+        result = pub.publish("terril/mairie/readings", b"{}").wait(10)
+        assert result is not None and result.delivered
+    finally:
+        pub.stop()
+
+
+# paho-mqtt 2.2 does not close the socket when the TLS handshake fails
+# (client.py, _ssl_wrap_socket: do_handshake() raises, ssl_sock is left to the GC),
+# so Python warns "unclosed SSLSocket" from paho's thread. The GC closes it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_tls_with_a_wrong_ca_is_logged_clearly_once(
+    tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = mosquitto_factory(tls=True)
+    other_ca = make_test_ca(tmp_path, "other-ca")
+    pub = Publisher(PublisherOptions(host="127.0.0.1", port=broker.port, site="mairie", tls_ca=str(other_ca),
+                                     reconnect_max_s=1))
+    with caplog.at_level(logging.WARNING, logger="agent.edge.publisher"):
+        pub.start()
+        try:
+            assert not pub.wait_connected(2.5)
+        finally:
+            pub.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    tls_lines = [line for line in lines if "TLS certificate verification failed" in line]
+    assert len(tls_lines) == 1, lines
+    assert "tls.ca" in tls_lines[0]
