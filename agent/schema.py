@@ -83,6 +83,18 @@ def deadletter_topic(root: str = TOPIC_ROOT) -> str:
     return f"{root}/{DEADLETTER_SUBTOPIC}"
 
 
+INGEST_SUBTOPIC = "_ingest"
+
+
+def ingest_health_topic(client_id: str, root: str = TOPIC_ROOT) -> str:
+    """``<root>/_ingest/<client_id>/health``: an ingest instance's own counters (retained).
+
+    Four levels, so the ingest's ``<root>/+/health`` subscription never reads it back.
+    """
+    safe = "".join("_" if c in "/+#" else c for c in client_id)
+    return f"{root}/{INGEST_SUBTOPIC}/{safe}/health"
+
+
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[str, str] | None:
     """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours."""
     parts = topic.split("/")

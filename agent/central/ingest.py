@@ -32,6 +32,10 @@ WATCHDOG=1 only while the ingest is healthy — paho's network thread alive and
 the write loop turning. A loop that waits for a down InfluxDB is healthy (it
 retries by design); one blocked longer than a write can take is not, and
 systemd restarts the service.
+
+Health as data: every minute the ingest publishes its counters, retained, on
+``<root>/_ingest/<client_id>/health``, and logs one summary line every ten
+minutes (never one per message).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from agent.central.rollup import COUNTERS, Rollup
 from agent.central.validate import message_to_points
 from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
 from agent.edge.sdnotify import SystemdNotifier
-from agent.schema import TOPIC_KINDS, deadletter_topic
+from agent.schema import SCHEMA_VERSION, TOPIC_KINDS, deadletter_topic, ingest_health_topic
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,8 @@ RETRY_INITIAL_S = 0.5
 DEADLETTER_LOG_EVERY_S = 60.0
 LATE_DATA_MAX_DAYS = 62
 """The scheduled rollup reaches back at most this far for late readings; older ones need ``terril rollup --since``."""
+HEALTH_EVERY_S = 60
+SUMMARY_EVERY_S = 600
 STUCK_MARGIN_S = 30.0
 """Slack on top of a write's two attempts and the longest back-off before the write loop counts as stuck."""
 COUNTER_MEASUREMENTS = frozenset(c.measurement for c in COUNTERS)
@@ -106,6 +112,15 @@ class IngestStats:
     writes: int = 0
     write_failures: int = 0
     reconnects: int = 0
+    received: int = 0
+    """Messages paho handed over (incremented on paho's thread only)."""
+    settled: int = 0
+    """Messages done with: acknowledged, or left for the broker to redeliver (ingest loop only)."""
+
+    @property
+    def backlog(self) -> int:
+        """Messages received and not yet acknowledged (waiting, batched, or held while InfluxDB is down)."""
+        return self.received - self.settled
 
 
 def subscription_topics(root: str, group: str) -> list[str]:
@@ -213,6 +228,13 @@ class Ingest:
         if watchdog:
             self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog",
                                    max_instances=1, coalesce=True)
+        self.health_topic = ingest_health_topic(self.client_id, config.topic_root)
+        self.scheduler.add_job(self.publish_health, "interval", seconds=HEALTH_EVERY_S, id="health",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.log_summary, "interval", seconds=SUMMARY_EVERY_S, id="summary",
+                               max_instances=1, coalesce=True)
+        self._started = time.monotonic()
+        self._summarised = IngestStats()
 
     # ------------------------------------------------------------------ MQTT
 
@@ -275,6 +297,7 @@ class Ingest:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.stats.received += 1
         self._inbox.put(Message(self._generation, message.mid, message.qos, message.topic,
                                 bytes(message.payload), int(time.time() * 1000)))
 
@@ -296,6 +319,41 @@ class Ingest:
         mqtt_alive = mqtt_thread is not None and mqtt_thread.is_alive()
         influx = self.config.influxdb
         return mqtt_alive and now - self._loop_beat < 2 * influx.timeout + influx.retry_max_delay + STUCK_MARGIN_S
+
+    def health_document(self) -> dict[str, object]:
+        """The counters since start, as published on the health topic."""
+        s = self.stats
+        return {
+            "v": SCHEMA_VERSION,
+            "ingest": self.client_id,
+            "ts": int(time.time() * 1000),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "messages": s.messages,
+            "points_written": s.points_written,
+            "deadletters": s.deadletters,
+            "writes": s.writes,
+            "write_failures": s.write_failures,
+            "backlog": s.backlog,
+            "reconnects": s.reconnects,
+            "influxdb": "down" if self._influx_down_since is not None else "up",
+            "healthy": self.healthy(),
+        }
+
+    def publish_health(self) -> None:
+        """Retained, QoS 0 like the agents' health: the latest value is what matters, not each one."""
+        doc = self.health_document()
+        self._client.publish(self.health_topic, json.dumps(doc, separators=(",", ":")).encode(), qos=0, retain=True)
+        self.notifier.status(f"{doc['messages']} messages, {doc['points_written']} points written, "
+                             f"{doc['deadletters']} dead letters, backlog {doc['backlog']}, InfluxDB {doc['influxdb']}")
+
+    def log_summary(self) -> None:
+        """One line per ten minutes: what happened since the previous line."""
+        s, p = self.stats, self._summarised
+        log.info("last %d min: %d messages, %d points written, %d dead letters, %d failed writes; backlog %d",
+                 SUMMARY_EVERY_S // 60, s.messages - p.messages, s.points_written - p.points_written,
+                 s.deadletters - p.deadletters, s.write_failures - p.write_failures, s.backlog)
+        self._summarised = IngestStats(messages=s.messages, points_written=s.points_written,
+                                       deadletters=s.deadletters, write_failures=s.write_failures)
 
     def ping_watchdog(self) -> None:
         if self.healthy():
@@ -440,9 +498,11 @@ class Ingest:
             self.late.note(min(late))
         dead = [m for m in batch if m.problems]
         if dead and not self._publish_deadletters(dead, stop):
+            self.stats.settled += len(batch)  # the broker redelivers them
             return
         for msg in batch:
             self._ack(msg)
+        self.stats.settled += len(batch)
 
     def _publish_deadletters(self, dead: list[Message], stop: threading.Event) -> bool:
         """Publish every dead letter at QoS 1 and wait for the broker's PUBACKs before acking originals.
