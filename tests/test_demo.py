@@ -93,3 +93,46 @@ def test_demo_rejects_a_site_count_outside_the_town() -> None:
     )
     assert proc.returncode == 2
     assert f"--sites must be between 1 and {len(TOWN)}" in proc.stderr
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_the_simulated_clock_starts_at_noon_when_the_sun_is_down() -> None:
+    from datetime import UTC, datetime
+
+    from agent.demo.run import choose_start
+
+    night = datetime(2025, 12, 21, 22, 0, tzinfo=UTC)
+    choice = choose_start(None, night)
+    assert choice.start.isoformat() == "2025-12-21T12:00:00+01:00"
+    assert choice.note is not None and "noon" in choice.note
+    summer_noon = datetime(2025, 6, 21, 11, 0, tzinfo=UTC)
+    assert choose_start(None, summer_noon) == type(choice)(summer_noon, None)
+    asked = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+    assert choose_start(asked, night).start == asked
+
+
+def test_every_site_of_the_town_has_configs_the_real_loaders_accept(tmp_path: Path) -> None:
+    from agent.central.config import load_ingest_config
+    from agent.config import load_agent_config
+    from agent.demo.town import agent_document, ingest_document, simulator_document, write_yaml
+    from agent.sim.config import build_servers, parse_config
+
+    ports = {site.slug: 20000 + i for i, site in enumerate(TOWN)}
+    servers = build_servers(parse_config(simulator_document(TOWN, ports, start_iso=None, time_factor=1.0)))
+    assert len(servers) == len(TOWN) >= 12
+    slugs = set()
+    for site in TOWN:
+        path = write_yaml(tmp_path / f"{site.slug}.yaml",
+                          agent_document(site, ports[site.slug], 1883, tmp_path / "spool.db"), "test")
+        config = load_agent_config(path)
+        assert [d.name for d in config.devices] == site.device_names()
+        assert {d.kind for d in config.devices} == {"inverter", "meter"}
+        slugs.add(config.site.slug)
+    assert len(slugs) == len(TOWN)
+    owners = {site.owner for site in TOWN}
+    assert {"commune", "citizen", "cooperative"} <= owners
+    ingest = load_ingest_config(write_yaml(tmp_path / "ingest.yaml", ingest_document(1883, "http://127.0.0.1:8086"),
+                                           "test"))
+    assert ingest.influxdb.api == "v1" and ingest.influxdb.database == "terril"

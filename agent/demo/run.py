@@ -7,8 +7,8 @@ Order of a demo's life:
 2. Mosquitto and InfluxDB 1.x as child processes on private loopback ports;
 3. the ingest, then one ``terril agent`` per site, as child processes, each
    with a config file under ``<run>/`` that a technician can read and copy;
-4. every few seconds, a summary queried from InfluxDB (plus the daily energy
-   rollup every minute, so Grafana's energy panels have data);
+4. every few seconds, a summary queried from InfluxDB (the ingest computes
+   the daily energy rollup every minute, so Grafana's energy panels fill);
 5. on Ctrl-C, SIGTERM or ``--duration``: a last summary (and one JSON line for
    scripts), then every child stopped by PID, agents first, databases last.
 """
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from agent.central.config import IngestConfig, load_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnavailable
-from agent.central.rollup import Rollup, day_start_ms, today_in
+from agent.central.rollup import day_start_ms, today_in
 from agent.config import load_agent_config
 from agent.demo import services
 from agent.demo.services import Child, Children, DemoError
@@ -62,7 +62,6 @@ RESULT_PREFIX = "DEMO-RESULT "
 LOW_SUN_DEG = 10.0
 """Below this elevation (sun down, or barely up) the plants produce next to nothing: the demo runs the simulated clock from noon."""
 
-ROLLUP_EVERY_S = 60.0
 STOP_ORDER = [["ingest"], ["mosquitto"], ["influxd"]]
 """After the agents (stopped first, so they publish what they hold), in this order."""
 
@@ -241,10 +240,7 @@ class Demo:
     def loop(self, started_at: float) -> TownSummary | None:
         o = self.options
         (o.run_dir / "pids.json").write_text(json.dumps(self.children.pids(), indent=1) + "\n", encoding="utf-8")
-        assert self.ingest_config is not None
         client = InfluxQLClient(self.influx_url, DATABASE, timeout=10)
-        rollup = Rollup.from_config(self.ingest_config)
-        next_rollup = time.monotonic() + ROLLUP_EVERY_S
         devices = {s.slug: s.device_names() for s in o.sites}
         tty = bool(getattr(self.out, "isatty", lambda: False)())
         summary: TownSummary | None = None
@@ -254,9 +250,6 @@ class Demo:
             if self._stop_requested or (deadline is not None and time.monotonic() >= deadline):
                 break
             self.report_dead_children()
-            if time.monotonic() >= next_rollup:
-                rollup()
-                next_rollup = time.monotonic() + ROLLUP_EVERY_S
             summary = self.query(client, devices) or summary
             if summary is not None:
                 text = self.render(summary)
@@ -319,6 +312,7 @@ class Demo:
             "sites": {slug: s.to_dict() for slug, s in summary.sites.items()} if summary else {},
             "active_faults": [f.to_dict() for f in summary.faults] if summary else [],
             "readings": summary.readings if summary else 0,
+            "rollup_today_wh": summary.rollup_today_wh if summary else None,
         }
         self.say(f"logs and data stay in {self.options.run_dir}")
         self.say(RESULT_PREFIX + json.dumps(doc, ensure_ascii=False))

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent.central.influxql import InfluxQLClient, Series, quote_ident, time_ms
+from agent.central.influxql import InfluxQLClient, Series, quote_ident, quote_string, time_ms
+from agent.schema import TERRITORY_SITE
 
 ONLINE_WINDOW_S = 60
 """A device counts as reporting when a reading of it is younger than this."""
@@ -62,6 +63,8 @@ class SiteSummary:
 @dataclass
 class TownSummary:
     sites: dict[str, SiteSummary]
+    rollup_today_wh: float | None = None
+    """Today's territory production as the ingest's rollup stored it (``energy_daily``), once it ran."""
 
     @property
     def online(self) -> int:
@@ -88,13 +91,6 @@ class TownSummary:
         return [f for s in self.sites.values() for f in s.faults]
 
 
-def _by_tag(series: list[Series], tag: str = "site") -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for s in series:
-        out.setdefault(s.tags.get(tag, ""), []).extend(s.rows())
-    return out
-
-
 def statements(day_start_ms: int) -> list[str]:
     """The queries of one summary, in the order :func:`collect` reads them."""
     fresh = f"time > now() - {ONLINE_WINDOW_S}s"
@@ -111,6 +107,8 @@ def statements(day_start_ms: int) -> list[str]:
         'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM "inverter" '
         f'WHERE {today} GROUP BY "site", "device") GROUP BY "site"',
         'SELECT "active", "text" FROM "event" GROUP BY "site", "device", "code" ORDER BY time DESC LIMIT 1',
+        'SELECT last("production_wh") FROM "energy_daily" WHERE "site" = '
+        f"{quote_string(TERRITORY_SITE)} AND {today}",
         *counts,
     ]
 
@@ -118,7 +116,7 @@ def statements(day_start_ms: int) -> list[str]:
 def collect(client: InfluxQLClient, devices_per_site: dict[str, list[str]], day_start_ms: int) -> TownSummary:
     """Query InfluxDB once (one HTTP request) and sum it up per site."""
     results = client.query_many(statements(day_start_ms))
-    up, spool, inv_power, meter_power, energy, events, *counts = results
+    up, spool, inv_power, meter_power, energy, events, rollup, *counts = results
     sites = {slug: SiteSummary(slug, list(names)) for slug, names in devices_per_site.items()}
 
     def each(series: list[Series]) -> list[tuple[SiteSummary, dict[str, Any], dict[str, str]]]:
@@ -147,7 +145,9 @@ def collect(client: InfluxQLClient, devices_per_site: dict[str, list[str]], day_
     for result in counts:
         for site, row, _ in each(result):
             site.readings += int(row.get("count") or 0)
-    return TownSummary(sites)
+    rollup_rows = [row for s in rollup for row in s.rows()]
+    rollup_wh = float(rollup_rows[-1]["last"]) if rollup_rows and rollup_rows[-1].get("last") is not None else None
+    return TownSummary(sites, rollup_wh)
 
 
 # --------------------------------------------------------------------------- text
@@ -163,14 +163,15 @@ def render(summary: TownSummary, *, now: datetime, sim_now: datetime, time_facto
     lines = [
         f"── {now:%H:%M:%S}  ({sim}) ── sites online {summary.online}/{len(summary.sites)}"
         f" · power {summary.power_w / 1000:.1f} kW · today {summary.energy_today_wh / 1000:.2f} kWh"
-        f" · readings stored {summary.readings} · spool {summary.spool_depth}",
+        f" · readings stored {summary.readings} · spool {summary.spool_depth}"
+        + ("" if summary.rollup_today_wh is None else f" · rollup today {summary.rollup_today_wh / 1000:.2f} kWh"),
         f"  {'site':<24}{'agent':>8}{'devices':>9}{'kW now':>9}{'kWh today':>11}{'readings':>10}{'spool':>7}",
     ]
     for s in summary.sites.values():
         agent = "—" if s.online is None else ("online" if s.online else "OFFLINE")
         spool = "—" if s.spool_depth is None else str(s.spool_depth)
         lines.append(
-            f"  {s.slug:<24}{agent:>8}{f'{s.reporting}/{s.devices}':>9}{_kw(s.power_w):>9}"
+            f"  {s.slug:<24}{agent:>8}{f'{len(s.reporting)}/{len(s.devices)}':>9}{_kw(s.power_w):>9}"
             f"{s.energy_today_wh / 1000:>11.2f}{s.readings:>10}{spool:>7}"
         )
     for s in summary.sites.values():
