@@ -136,3 +136,17 @@ def test_every_site_of_the_town_has_configs_the_real_loaders_accept(tmp_path: Pa
     ingest = load_ingest_config(write_yaml(tmp_path / "ingest.yaml", ingest_document(1883, "http://127.0.0.1:8086"),
                                            "test"))
     assert ingest.influxdb.api == "v1" and ingest.influxdb.database == "terril"
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the run directory should go\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.demo", "--sites", "1", "--run-dir", str(blocker)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "make demo cannot go on" in proc.stdout and str(blocker) in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1][len(RESULT_PREFIX):])
+    assert result["pids"] == {} and result["still_running"] == []

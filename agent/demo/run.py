@@ -108,6 +108,7 @@ class Demo:
     influx_url: str = ""
     ingest_config: IngestConfig | None = None
     banner: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     _stop_requested: bool = False
     _starting: bool = True
     _reported_dead: set[str] = field(default_factory=set)
@@ -129,11 +130,15 @@ class Demo:
             self.say(f"make demo cannot go on: {_describe(exc)}")
             code = 1
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self._starting = True  # a second Ctrl-C during the stop must not cut it short
-            outcome = self.stop_everything()
-            self.print_result(summary, outcome)
+            # A second Ctrl-C must not cut the stop short: children would be left running.
+            for sig in previous:
+                signal.signal(sig, self._on_signal_while_stopping)
+            try:
+                outcome = self.stop_everything()
+                self.print_result(summary, outcome)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return code
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -141,7 +146,13 @@ class Demo:
         if self._starting:
             raise KeyboardInterrupt
 
-    def say(self, text: str = "") -> None:
+    def _on_signal_while_stopping(self, signum: int, frame: FrameType | None) -> None:
+        self.say("still stopping the demo's processes (SIGKILL for any that take more than 10 s)…")
+
+    def say(self, text: str = "", keep: bool = False) -> None:
+        """Print a line; ``keep`` lines are shown again above each summary on a terminal."""
+        if keep:
+            self.notes.append(text)
         print(text, file=self.out, flush=True)
 
     # ------------------------------------------------------------------ start
@@ -154,7 +165,7 @@ class Demo:
 
         choice = choose_start(o.start, datetime.now(UTC))
         if choice.note:
-            self.say(choice.note)
+            self.say(choice.note, keep=True)
         self.clock = SimClock(choice.start, o.time_factor)
 
         central = services.stable_ports(run_dir / "ports.json", ("mosquitto", "influxdb_http", "influxdb_rpc"))
@@ -214,11 +225,11 @@ class Demo:
         fault = devices.get((FAULT_SITE, f"{FAULT_SITE}-{FAULT_DEVICE}"))
         if isinstance(fault, SimInverter):
             fault.set_fault(FAULT_CODE)
-            self.say(f"incident: {FAULT_SITE}/{FAULT_DEVICE} reports {FAULT_CODE} (it stops producing)")
+            self.say(f"incident: {FAULT_SITE}/{FAULT_DEVICE} reports {FAULT_CODE} (it stops producing)", keep=True)
         silent = devices.get((SILENT_SITE, f"{SILENT_SITE}-{SILENT_DEVICE}"))
         if isinstance(silent, SimInverter):
             silent.set_silent(True)
-            self.say(f"incident: {SILENT_SITE}/{SILENT_DEVICE} does not answer Modbus any more")
+            self.say(f"incident: {SILENT_SITE}/{SILENT_DEVICE} does not answer Modbus any more", keep=True)
 
     def describe_setup(self, central: dict[str, int]) -> list[str]:
         run_dir = self.options.run_dir
@@ -254,7 +265,7 @@ class Demo:
             if summary is not None:
                 text = self.render(summary)
                 if tty:
-                    self.out.write("\033[H\033[2J" + "\n".join(self.banner) + "\n\n")
+                    self.out.write("\033[H\033[2J" + "\n".join([*self.notes, *self.banner]) + "\n\n")
                 self.say(text)
         self.say("stopping…")
         return self.query(client, devices) or summary
