@@ -169,7 +169,7 @@ def ingest_document(broker_port: int, influx_url: str) -> dict[str, Any]:
         "subscription": {"group": "terril-ingest", "client_id": "terril-ingest-demo"},
         "influxdb": {"api": "v1", "url": influx_url, "database": DATABASE},
         "batch": {"max_points": 5000, "max_delay": 1.0},
-        "rollup": {"timezone": TIMEZONE, "every": 60},
+        "rollup": {"timezone": TIMEZONE, "every": 60, "territory_consumption_wh_per_year": 36_000_000_000},
     }
 
 
