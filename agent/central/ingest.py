@@ -17,7 +17,8 @@ Delivery (DESIGN.md, "Delivery guarantees"):
   acknowledged: garbage never blocks valid data.
 
 Threads: paho's network thread only queues received messages; the calling
-thread validates, batches, writes and acknowledges. A paho message id is only
+thread validates and batches; a writer thread writes and acknowledges, so the
+decode of one batch overlaps the write of the previous one. A paho message id is only
 meaningful on the connection it arrived on, so each message remembers its
 connection generation and is acknowledged only on that same connection.
 
@@ -41,6 +42,7 @@ minutes (never one per message).
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import logging
 import queue
@@ -61,8 +63,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.central.config import IngestConfig
-from agent.central.points import Point, encode_line
-from agent.central.rollup import COUNTERS, Rollup
+from agent.central.rollup import Rollup
 from agent.central.validate import message_to_points
 from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
 from agent.edge.sdnotify import SystemdNotifier
@@ -80,8 +81,6 @@ HEALTH_EVERY_S = 60
 SUMMARY_EVERY_S = 600
 STUCK_MARGIN_S = 30.0
 """Slack on top of a write's two attempts and the longest back-off before the write loop counts as stuck."""
-COUNTER_MEASUREMENTS = frozenset(c.measurement for c in COUNTERS)
-"""Measurements whose readings change ``energy_daily``: only they make a rollup reach further back."""
 
 
 @dataclass
@@ -99,6 +98,20 @@ class Message:
     """Oldest timestamp among the message's inverter/meter points (for the rollup of late data)."""
     problems: list[str] = field(default_factory=list)
     refused_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Messages and their lines, written together; ``starts[k]`` is the index of message k's first line."""
+
+    messages: list[Message] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+
+    def add(self, msg: Message, lines: tuple[str, ...]) -> None:
+        self.starts.append(len(self.lines))
+        self.messages.append(msg)
+        self.lines.extend(lines)
 
 
 @dataclass
@@ -222,8 +235,9 @@ class Ingest:
         self.scheduler.add_job(self.run_rollup, "interval", seconds=config.rollup.every, id="rollup",
                                max_instances=1, coalesce=True, misfire_grace_time=config.rollup.every)
         self.notifier = SystemdNotifier()
-        self._loop_beat = time.monotonic()
-        """When the write loop last proved it turns (monotonic s); read by the watchdog job."""
+        self._loop_beat = self._write_beat = time.monotonic()
+        """When the decode loop / the writer thread last proved they turn (monotonic s); read by the watchdog."""
+        self._writer_thread: threading.Thread | None = None
         watchdog = self.notifier.watchdog_interval_s()
         if watchdog:
             self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog",
@@ -318,7 +332,10 @@ class Ingest:
         mqtt_thread = getattr(self._client, "_thread", None)
         mqtt_alive = mqtt_thread is not None and mqtt_thread.is_alive()
         influx = self.config.influxdb
-        return mqtt_alive and now - self._loop_beat < 2 * influx.timeout + influx.retry_max_delay + STUCK_MARGIN_S
+        limit = 2 * influx.timeout + influx.retry_max_delay + STUCK_MARGIN_S
+        writer_alive = self._writer_thread is None or self._writer_thread.is_alive()
+        return (mqtt_alive and writer_alive
+                and now - self._loop_beat < limit and now - self._write_beat < limit)
 
     def health_document(self) -> dict[str, object]:
         """The counters since start, as published on the health topic."""
@@ -396,7 +413,7 @@ class Ingest:
         self._client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.broker.keepalive,
                                    clean_start=False, properties=props)
         self._client.loop_start()
-        self._loop_beat = time.monotonic()
+        self._loop_beat = self._write_beat = time.monotonic()
         self.scheduler.start()
         self.notifier.ready(f"connecting to broker {cfg.broker.host}:{cfg.broker.port}")
         try:
@@ -417,15 +434,37 @@ class Ingest:
                      self.stats.messages, self.stats.points_written, self.stats.deadletters)
 
     def _loop(self, stop: threading.Event) -> None:
+        """Decode and batch on this thread; write, dead-letter and acknowledge on the writer thread.
+
+        The two overlap: while InfluxDB takes one batch, the next is decoded (the
+        decode is Python, the write mostly socket and gzip, which release the GIL).
+        The hand-over queue holds one batch: the decode never runs far ahead of
+        the writes, and while InfluxDB is down the broker — not this process —
+        holds the messages.
+        """
+        writes: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        writer = threading.Thread(target=self._write_loop, args=(writes, stop), name="ingest-writer", daemon=True)
+        self._writer_thread = writer
+        writer.start()
+        try:
+            self._decode_loop(writes, stop)
+        finally:
+            try:
+                writes.put_nowait(None)
+            except queue.Full:
+                pass  # the writer sees stop instead
+            writer.join()
+
+    def _decode_loop(self, writes: queue.Queue[Batch | None], stop: threading.Event) -> None:
         cfg = self.config.batch
         window = self.config.subscription.receive_maximum
-        batch: list[Message] = []
-        points: list[tuple[Point, Message]] = []
+        batch = Batch()
+        handed_over = 0  # messages given to the writer thread; it counts those it is done with in stats.settled
         first_at = 0.0
         last_at = 0.0
         while not stop.is_set():
             now = self._loop_beat = time.monotonic()
-            if batch:
+            if batch.messages:
                 wait = max(0.0, min(first_at + cfg.max_delay, last_at + IDLE_FLUSH_S) - now)
             else:
                 wait = 0.5
@@ -435,74 +474,91 @@ class Ingest:
                 msg = None
             if msg is not None:
                 now = time.monotonic()
-                if not batch:
+                if not batch.messages:
                     first_at = now
                 last_at = now
-                batch.append(msg)
-                points.extend((p, msg) for p in self._decode(msg))
-            due = bool(batch) and (
-                len(points) >= cfg.max_points
-                or len(batch) >= window
+                batch.add(msg, self._decode(msg))
+            due = bool(batch.messages) and (
+                len(batch.lines) >= cfg.max_points
+                # the broker sends nothing more until some of these are acknowledged:
+                or len(batch.messages) + handed_over - self.stats.settled >= window
                 or now >= first_at + cfg.max_delay
                 or (msg is None and now >= last_at + IDLE_FLUSH_S)
             )
             if due:
-                self._flush(batch, points, stop)
-                batch, points = [], []
+                while not stop.is_set():
+                    try:
+                        writes.put(batch, timeout=0.5)
+                        handed_over += len(batch.messages)
+                        break
+                    except queue.Full:  # the writer is busy (or waiting for InfluxDB): so are we
+                        self._loop_beat = time.monotonic()
+                batch = Batch()
 
-    def _decode(self, msg: Message) -> list[Point]:
+    def _write_loop(self, writes: queue.Queue[Batch | None], stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._write_beat = time.monotonic()
+            try:
+                batch = writes.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if batch is None:
+                return
+            self._flush(batch, stop)
+
+    def _decode(self, msg: Message) -> tuple[str, ...]:
         self.stats.messages += 1
         decoded = message_to_points(msg.topic, msg.payload, msg.received_ms, self.config.topic_root,
                                     self.config.max_payload_bytes)
         msg.site = decoded.site
         msg.problems.extend(decoded.problems)
-        counters = [p.ts_ms for p in decoded.points if p.measurement in COUNTER_MEASUREMENTS]
-        msg.oldest_counter_ms = min(counters) if counters else None
-        return list(decoded.points)
+        msg.oldest_counter_ms = decoded.oldest_counter_ms
+        return decoded.lines
 
-    def _flush(self, batch: list[Message], points: list[tuple[Point, Message]], stop: threading.Event) -> None:
+    def _flush(self, batch: Batch, stop: threading.Event) -> None:
         """Write, dead-letter, then acknowledge the batch's messages.
 
         Returns without acknowledging when stopped while InfluxDB is down, or when the
         connection dropped before the dead letters were confirmed: the broker redelivers.
         """
-        by_point = {id(p): m for p, m in points}
         delay = RETRY_INITIAL_S
         while True:
+            self._write_beat = time.monotonic()
             try:
-                rejected = self.writer.write([p for p, _ in points]) if points else []
-                self.stats.writes += 1 if points else 0
+                rejected = self.writer.write_lines(batch.lines) if batch.lines else []
+                self.stats.writes += 1 if batch.lines else 0
                 break
             except WriteUnavailable as exc:
                 self.stats.write_failures += 1
                 if self._influx_down_since is None:
                     self._influx_down_since = time.monotonic()
                     log.error("InfluxDB unavailable (%s): holding %d messages unacknowledged, "
-                              "retrying with back-off up to %.0f s", exc, len(batch),
+                              "retrying with back-off up to %.0f s", exc, len(batch.messages),
                               self.config.influxdb.retry_max_delay)
-                self._loop_beat = time.monotonic()  # waiting for InfluxDB is what this loop should do
+                self._write_beat = time.monotonic()  # waiting for InfluxDB is what this loop should do
                 if stop.wait(delay):
                     return
-                self._loop_beat = time.monotonic()
                 delay = min(delay * 2, self.config.influxdb.retry_max_delay)
+        self._write_beat = time.monotonic()
         if self._influx_down_since is not None:
             log.info("InfluxDB available again after %.0f s", time.monotonic() - self._influx_down_since)
             self._influx_down_since = None
-        for r in rejected:
-            msg = by_point[id(r.point)]
-            msg.problems.append(f"InfluxDB refused {r.point.measurement} point: {r.reason}")
-            msg.refused_lines.append(encode_line(r.point))
-        self.stats.points_written += len(points) - len(rejected)
-        late = [m.oldest_counter_ms for m in batch if m.oldest_counter_ms is not None]
+        for index, reason in rejected:
+            msg = batch.messages[bisect.bisect_right(batch.starts, index) - 1]
+            line = batch.lines[index]
+            msg.problems.append(f"InfluxDB refused {line.split(',', 1)[0]} point: {reason}")
+            msg.refused_lines.append(line)
+        self.stats.points_written += len(batch.lines) - len(rejected)
+        late = [m.oldest_counter_ms for m in batch.messages if m.oldest_counter_ms is not None]
         if late:
             self.late.note(min(late))
-        dead = [m for m in batch if m.problems]
+        dead = [m for m in batch.messages if m.problems]
         if dead and not self._publish_deadletters(dead, stop):
-            self.stats.settled += len(batch)  # the broker redelivers them
+            self.stats.settled += len(batch.messages)  # the broker redelivers them
             return
-        for msg in batch:
+        for msg in batch.messages:
             self._ack(msg)
-        self.stats.settled += len(batch)
+        self.stats.settled += len(batch.messages)
 
     def _publish_deadletters(self, dead: list[Message], stop: threading.Event) -> bool:
         """Publish every dead letter at QoS 1 and wait for the broker's PUBACKs before acking originals.
@@ -520,7 +576,7 @@ class Ingest:
                     if stop.is_set() or not self._connected.is_set():
                         return False
                     info.wait_for_publish(timeout=0.1)
-                    self._loop_beat = time.monotonic()
+                    self._write_beat = time.monotonic()
             except (ValueError, RuntimeError):  # not sent: no connection
                 return False
         self.stats.deadletters += len(dead)

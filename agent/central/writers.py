@@ -28,6 +28,7 @@ import json
 import logging
 import socket
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +70,13 @@ class InfluxWriter(Protocol):
         """Store *points*; return the ones refused point by point. Raise WriteUnavailable to retry later."""
         ...
 
+    def write_lines(self, lines: Sequence[str]) -> list[tuple[int, str]]:
+        """Store line-protocol *lines*; return (index, reason) of each line refused on its own.
+
+        The ingest's path: its lines are encoded once, while being validated.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,18 +101,22 @@ class _BisectingWriter:
     def write(self, points: list[Point]) -> list[Rejected]:
         if not points:
             return []
-        lines = [encode_line(p) for p in points]
-        return self._write_lines(points, lines)
+        return [Rejected(points[i], reason) for i, reason in self.write_lines([encode_line(p) for p in points])]
 
-    def _write_lines(self, points: list[Point], lines: list[str]) -> list[Rejected]:
+    def write_lines(self, lines: Sequence[str]) -> list[tuple[int, str]]:
+        if not lines:
+            return []
+        return self._write_range(lines, 0, len(lines))
+
+    def _write_range(self, lines: Sequence[str], start: int, end: int) -> list[tuple[int, str]]:
         try:
-            self._send("\n".join(lines).encode("utf-8"))
+            self._send("\n".join(lines[start:end]).encode("utf-8"))
             return []
         except PointsRejected as exc:
-            if len(points) == 1:
-                return [Rejected(points[0], str(exc))]
-            mid = len(points) // 2
-            return self._write_lines(points[:mid], lines[:mid]) + self._write_lines(points[mid:], lines[mid:])
+            if end - start == 1:
+                return [(start, str(exc))]
+            mid = (start + end) // 2
+            return self._write_range(lines, start, mid) + self._write_range(lines, mid, end)
 
 
 def _classify(status: int, body: bytes | str | None) -> None:
