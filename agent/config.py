@@ -313,20 +313,27 @@ def device_set_problems(devices: Iterable[tuple[int, DeviceConfig]]) -> list[tup
     """
     devices = list(devices)
     problems = duplicate_name_problems((i, dev.name) for i, dev in devices)
-    buses: dict[str, tuple[int, RtuTransport]] = {}
+    links: dict[str, tuple[int, TcpTransport | RtuTransport]] = {}
     targets: dict[tuple[str, int, int], int] = {}
     for i, dev in devices:
         tr = dev.transport
-        if isinstance(tr, RtuTransport):
-            first = buses.setdefault(tr.port, (i, tr))
-            if first[0] != i:
-                for key, mine, theirs in zip(("baudrate", "parity", "stopbits", "bytesize"), tr.line_settings, first[1].line_settings):
-                    if mine != theirs:
-                        problems.append((
-                            f"devices[{i}].transport.{key}",
-                            f"{_show(mine)} differs from {_show(theirs)} of devices[{first[0]}] on the same bus {tr.port}: "
-                            "every device on one RS-485 bus must use the same line settings",
-                        ))
+        first = links.setdefault(tr.endpoint, (i, tr))
+        if first[0] != i:
+            # One TCP connection or one RS-485 bus is shared by its devices (agent.modbus.pool):
+            # settings of the link itself must agree, or the agent could not honour both.
+            keys = ("baudrate", "parity", "stopbits", "bytesize", "timeout", "pause")
+            for key in keys:
+                if not hasattr(tr, key):
+                    continue
+                mine, theirs = getattr(tr, key), getattr(first[1], key)
+                if mine != theirs:
+                    default = "" if key in first[1].model_fields_set else ", the default"
+                    what = "RS-485 bus" if isinstance(tr, RtuTransport) else "connection"
+                    problems.append((
+                        f"devices[{i}].transport.{key}",
+                        f"{_show(mine)} differs from {_show(theirs)} of devices[{first[0]}]{default}: devices sharing "
+                        f"one {what} ({tr.endpoint.split('://', 1)[1]}) must use the same {key}",
+                    ))
         target = (dev.endpoint, dev.unit, dev.logical_device)
         if target in targets:
             problems.append((
