@@ -87,8 +87,11 @@ Q_ENERGY_TODAY_FLEET = (
     f'WHERE $timeFilter GROUP BY "site", "device")'
 )
 Q_FLEET_POWER_NOW = (
-    f'SELECT sum("p") FROM (SELECT last("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter GROUP BY "device")'
+    f'SELECT sum("p") FROM (SELECT last("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter '
+    f'GROUP BY "site", "device")'
 )
+"""Device names are unique only within a site (two buildings may each have an ``onduleur``): every
+per-inverter subquery groups by site *and* device, then the outer query sums over all of them."""
 Q_DAILY_FROM_COUNTERS = (
     f'SELECT sum("d") FROM (SELECT non_negative_difference("ac_energy_wh") AS "d" FROM "{INV}" '
     f"WHERE {SITE_RE} AND {DEVICE_RE} AND $timeFilter) GROUP BY time(1d) fill(none) tz('{TZ}')"
@@ -219,7 +222,7 @@ def fleet() -> dict[str, Any]:
               ds, time_from="now/M"),
         panel(L, "stat", "Inverters in fault", "Inverters whose last state in the last hour is FAULT (SunSpec St 7).",
               "none", [target("A", f'SELECT count("s") FROM (SELECT last("state") AS "s" FROM "{INV}" WHERE '
-                                     f'$timeFilter GROUP BY "device") WHERE "s" = {STATE_FAULT}', ds)],
+                                     f'$timeFilter GROUP BY "site", "device") WHERE "s" = {STATE_FAULT}', ds)],
               ds, time_from="1h", steps=((0, "green"), (1, "red"))),
         panel(L, "bargauge", "Energy today per site", "Energy produced since local midnight per site, from the "
               "lifetime counters.", "watth", [target("A", Q_ENERGY_TODAY_PER_SITE, ds, alias="$tag_site")],
@@ -455,8 +458,10 @@ def _threshold(ref: str, of: str, kind: str, value: float) -> dict[str, Any]:
 
 
 Q_FLEET_PRODUCING = (
-    f'SELECT sum("p") FROM (SELECT mean("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter GROUP BY "device")'
+    f'SELECT sum("p") FROM (SELECT mean("ac_power_w") AS "p" FROM "{INV}" WHERE $timeFilter '
+    f'GROUP BY "site", "device")'
 )
+"""Whole-fleet mean power: the sum over every (site, device) of its mean power (see ``Q_FLEET_POWER_NOW``)."""
 
 
 def _rule(uid: str, title: str, condition: str, data: list[dict[str, Any]], summary: str, description: str,

@@ -12,8 +12,14 @@ day of 27 October is inside the raw data. Grafana's backend renders
 ``$timeFilter`` as absolute epoch milliseconds, so evaluating a dashboard "at"
 ``DAY_EVAL`` is exactly what Grafana does when its clock shows that instant.
 
+Device names are unique only within a site, as in real towns: ``maison-dupont`` and
+``ferme-leroy`` each have an inverter called ``onduleur`` (both healthy and producing), and
+``ecole-jaures`` and ``coop-terril`` each have an ``onduleur-2`` (both faulted). A query that
+groups by device alone merges them, and the key-number and alert tests see it.
+
 Known faults seeded (the alert tests expect exactly these):
-* ``ecole-ond2`` in FAULT (SunSpec St 7, Evt1 GROUND_FAULT bit, event rows) from 11:00 today;
+* ``onduleur-2`` of ``ecole-jaures`` in FAULT (SunSpec St 7, Evt1 GROUND_FAULT bit, event rows) from 11:00 today,
+  and ``onduleur-2`` of ``coop-terril`` in FAULT from 14:00 today;
 * ``sports-ond2`` silent (no reading) from 13:30 today while its agent is up;
 * ``sports-ond1`` string ``2`` dead (0 W) while string ``1`` produces;
 * agent ``eglise`` offline from 13:00 today (``agent.up`` = 0), and a 2-hour gap on 26 October;
@@ -137,7 +143,7 @@ SITES: tuple[SiteSim, ...] = (
             meter="mairie-compteur", day_load_w=14_000, night_load_w=3_000),
     SiteSim("ecole-jaures", "École Jean-Jaurès", "commune", 60_000, 200,
             (InverterSim("ecole-ond1", 30_000, 18_000_000.0),
-             InverterSim("ecole-ond2", 30_000, 17_500_000.0, night_reporter=True, fault_from=_t(28, 11))),
+             InverterSim("onduleur-2", 30_000, 17_500_000.0, night_reporter=True, fault_from=_t(28, 11))),
             flaky_from=_t(28, 13, 30)),
     SiteSim("salle-sports", "Salle des sports", "commune", 100_000, 330,
             (InverterSim("sports-ond1", 50_000, 60_000_000.0, dead_string="2", night_reporter=True),
@@ -149,19 +155,21 @@ SITES: tuple[SiteSim, ...] = (
     SiteSim("mediatheque", "Médiathèque", "commune", 24_000, 80,
             (InverterSim("media-ond1", 24_000, 9_000_000.0, reset_at=_t(25, 12, 2)),)),
     SiteSim("maison-dupont", "Toit Dupont", "citizen", 6_000, 18,
-            (InverterSim("dupont-ond1", 6_000, 2_100_000.0),)),
+            (InverterSim("onduleur", 6_000, 2_100_000.0),)),
     SiteSim("ferme-leroy", "Ferme Leroy", "citizen", 30_000, 90,
-            (InverterSim("leroy-ond1", 30_000, 11_000_000.0, night_reporter=True),)),
+            (InverterSim("onduleur", 30_000, 11_000_000.0, night_reporter=True),)),
     SiteSim("coop-terril", "Centrale citoyenne du terril", "cooperative", 250_000, 700,
             (InverterSim("coop-ond1", 125_000, 90_000_000.0),
-             InverterSim("coop-ond2", 125_000, 88_000_000.0, night_reporter=True))),
+             InverterSim("onduleur-2", 125_000, 88_000_000.0, night_reporter=True, fault_from=_t(28, 14)))),
 )
 
 EXPECTED_FIRING_AT_DAY: dict[str, set[tuple[tuple[str, str], ...]]] = {
-    "terril-inverter-fault": {(("device", "ecole-ond2"), ("site", "ecole-jaures"))},
+    "terril-inverter-fault": {(("device", "onduleur-2"), ("site", "ecole-jaures")),
+                              (("device", "onduleur-2"), ("site", "coop-terril"))},
     "terril-comm-loss": {(("device", "sports-ond2"), ("site", "salle-sports")),
                          (("device", "eglise-ond1"), ("site", "eglise"))},
-    "terril-no-production": {(("device", "ecole-ond2"), ("site", "ecole-jaures"))},
+    "terril-no-production": {(("device", "onduleur-2"), ("site", "ecole-jaures")),
+                             (("device", "onduleur-2"), ("site", "coop-terril"))},
     "terril-dead-string": {(("device", "sports-ond1"), ("site", "salle-sports"), ("string", "2"))},
     "terril-agent-offline": {(("site", "eglise"),)},
     "terril-spool-growing": {(("site", "ecole-jaures"),)},
@@ -191,26 +199,32 @@ class Town:
     """The seeded data (as line protocol) and the truths computed while simulating."""
 
     lines: list[str] = field(default_factory=list)
-    traces: dict[str, DeviceTrace] = field(default_factory=dict)
-    site_of: dict[str, str] = field(default_factory=dict)
+    traces: dict[tuple[str, str], DeviceTrace] = field(default_factory=dict)
+    """(site, device) -> trace: a device name alone is not unique across sites."""
     daily: dict[tuple[str, date], dict[str, float]] = field(default_factory=dict)
     """energy_daily rows as written: (site, local day) -> fields."""
 
     # ---------------------------------------------------------------- truths
 
-    def energy_between(self, device: str, start: datetime, end: datetime) -> float:
+    def energy_between(self, site: str, device: str, start: datetime, end: datetime) -> float:
         """Physical energy of *device* measured by readings in [start, end] (last minus first reading)."""
-        tr = self.traces[device]
+        tr = self.traces[(site, device)]
         idx = [i for i, t in enumerate(tr.times) if start <= t <= end and tr.recorded[i]]
         if not idx:
             return 0.0
         return tr.energy_wh[idx[-1]] - tr.energy_wh[idx[0]]
 
+    def reported_between(self, site: str, device: str, start: datetime, end: datetime) -> bool:
+        tr = self.traces[(site, device)]
+        return any(start <= t <= end and r for t, r in zip(tr.times, tr.recorded))
+
     def today_energy_by_site(self, at: datetime) -> dict[str, float]:
+        """Energy since local midnight per site, for the sites with at least one reading today."""
         start = local_midnight(local_day(at))
         out: dict[str, float] = {}
-        for device, site in self.site_of.items():
-            out[site] = out.get(site, 0.0) + self.energy_between(device, start, at)
+        for (site, device) in self.traces:
+            if self.reported_between(site, device, start, at):
+                out[site] = out.get(site, 0.0) + self.energy_between(site, device, start, at)
         return out
 
     def daily_sum(self, site: str, name: str, first: date, last: date) -> float:
@@ -230,8 +244,7 @@ def _sim_site(site: SiteSim, town: Town) -> None:
     spool = 0
     was_online = True
     for inv in site.inverters:
-        town.traces[inv.device] = DeviceTrace()
-        town.site_of[inv.device] = site.slug
+        town.traces[(site.slug, inv.device)] = DeviceTrace()
 
     def weather(t: datetime) -> float:
         return WEATHER[local_day(t)]
@@ -265,10 +278,10 @@ def _sim_site(site: SiteSim, town: Town) -> None:
         for inv in site.inverters:
             p = inverter_power(inv, t)
             total_p += p
-            tr = town.traces[inv.device]
+            tr = town.traces[(site.slug, inv.device)]
             counter: float | None = inv.counter_start_wh + inv_energy[inv.device]
             if inv.reset_at is not None and t >= inv.reset_at:
-                counter = inv_energy[inv.device] - reset_energy[inv.device]
+                counter = inv_energy[inv.device] - reset_energy[(site.slug, inv.device)]
             answers = awake(t) or inv.night_reporter
             silent = inv.silent_from is not None and t >= inv.silent_from
             recorded = online and answers and not silent
@@ -308,7 +321,7 @@ def _sim_site(site: SiteSim, town: Town) -> None:
                 e = (inverter_power(inv, a) + inverter_power(inv, b)) / 2 * minute.total_seconds() / 3600
                 inv_energy[inv.device] += e
                 if inv.reset_at is not None and a < inv.reset_at <= b:
-                    reset_energy[inv.device] = inv_energy[inv.device]
+                    reset_energy[(site.slug, inv.device)] = inv_energy[inv.device]
                 # the meter sees what the roof really produces (a silent inverter still produces)
                 prod += e
             net = load * minute.total_seconds() / 3600 - prod
@@ -323,7 +336,7 @@ def _sim_site(site: SiteSim, town: Town) -> None:
             poll_err += 1
 
 
-reset_energy: dict[str, float] = {}
+reset_energy: dict[tuple[str, str], float] = {}
 
 
 def _counter_days(readings: list[tuple[datetime, float]]) -> dict[date, float]:
@@ -379,8 +392,11 @@ def build_town() -> Town:
             "peak_power_w": site.peak_power_w, "panels": site.panels, "owner": site.owner, "name": site.name,
             "latitude": site.latitude, "longitude": site.longitude}, ms(RAW_START)).to_line())
     # fault transitions
-    town.lines.append(make_point("event", {"site": "ecole-jaures", "device": "ecole-ond2", "code": "GROUND_FAULT"},
-                                 {"active": 1, "text": "Ground fault"}, ms(_t(28, 11))).to_line())
+    for site in SITES:
+        for inv in site.inverters:
+            if inv.fault_from is not None:
+                town.lines.append(make_point("event", {"site": site.slug, "device": inv.device, "code": "GROUND_FAULT"},
+                                             {"active": 1, "text": "Ground fault"}, ms(inv.fault_from)).to_line())
     town.lines.append(make_point("event", {"site": "mairie", "device": "mairie-ond1", "code": "OVER_TEMP"},
                                  {"active": 1, "text": "Over temperature"}, ms(_t(25, 13))).to_line())
     town.lines.append(make_point("event", {"site": "mairie", "device": "mairie-ond1", "code": "OVER_TEMP"},
@@ -394,7 +410,7 @@ def build_town() -> Town:
     for site in SITES:
         per_day: dict[date, dict[str, float]] = {}
         for inv in site.inverters:
-            tr = town.traces[inv.device]
+            tr = town.traces[(site.slug, inv.device)]
             readings = [(t, float(c)) for t, c, r in zip(tr.times, tr.counter_wh, tr.recorded) if r and c]
             for day, wh in _counter_days(readings).items():
                 row = per_day.setdefault(day, {"production_wh": 0.0})

@@ -44,8 +44,9 @@ from tests.grafana_seed import (
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 DB = "terril"
-VARIABLES = {"site": "ecole-jaures", "device": "ecole-ond2"}
-"""Building dashboard selection: the faulted inverter has events, strings, agent trouble — every panel has data."""
+VARIABLES = {"site": "ecole-jaures", "device": "onduleur-2"}
+"""Building dashboard selection: the faulted inverter has events, strings, agent trouble — every panel has data.
+Its name is shared with an inverter of another site, so the panels must select by site and device."""
 
 
 def _dashboards() -> dict[str, dict[str, Any]]:
@@ -256,7 +257,57 @@ def test_fleet_month_and_power_now(influx: InfluxServer, town: Town) -> None:
             expected += float(re.search(r"ac_power_w=([0-9.e+-]+)", line).group(1))  # type: ignore[union-attr]
     assert expected > 0 and now_w == pytest.approx(expected, rel=1e-9)
     dash, p = find_panel("fleet", "Inverters in fault")
-    assert single_value(run_panel(influx, dash, p, p["targets"][0])) == 1
+    faulted = [(s.slug, i.device) for s in SITES for i in s.inverters if i.fault_from is not None]
+    # two faulted inverters share the name onduleur-2 (two sites): counting per device name would give 1
+    assert len(faulted) == 2 and len({d for _s, d in faulted}) == 1
+    assert single_value(run_panel(influx, dash, p, p["targets"][0])) == len(faulted)
+
+
+def _inverter_rows(town: Town, start: datetime, end: datetime) -> dict[tuple[str, str], list[float]]:
+    """AC power readings of each (site, device) with start <= time <= end, read back from the seed lines."""
+    out: dict[tuple[str, str], list[float]] = {}
+    lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    for line in town.lines:
+        if not line.startswith("inverter,"):
+            continue
+        head, _fields, ts = line.rsplit(" ", 2)
+        if lo <= int(ts) <= hi:
+            tags = dict(kv.split("=", 1) for kv in head.split(",")[1:])
+            power = float(re.search(r"ac_power_w=([0-9.e+-]+)", line).group(1))  # type: ignore[union-attr]
+            out.setdefault((tags["site"], tags["device"]), []).append(power)
+    return out
+
+
+def test_fleet_producing_check_sums_every_inverter_of_every_site(influx: InfluxServer, town: Town) -> None:
+    """The daylight test of the alert rules is the sum of each (site, device)'s mean power over 30 minutes."""
+    from datetime import timedelta
+    rows = _inverter_rows(town, DAY_EVAL - timedelta(minutes=30), DAY_EVAL)
+    assert ("maison-dupont", "onduleur") in rows and ("ferme-leroy", "onduleur") in rows
+    truth = sum(sum(v) / len(v) for v in rows.values())
+    rule = next(r for r in _rules() if r["uid"] == "terril-no-production")
+    item = next(i for i in rule["data"] if i["refId"] == "B")
+    assert item["model"]["query"] == build.Q_FLEET_PRODUCING
+    answer = influx.query(render(item["model"]["query"], _range_before(DAY_EVAL, 1800), 60, {}), DB)
+    assert single_value(answer) == pytest.approx(truth, rel=1e-9)
+
+
+def test_every_per_device_query_groups_by_site_too() -> None:
+    """Device names are unique only within a site: no query may group, or label an alert, by device alone."""
+    queries = [(f"{n}/{p['title']}", t["query"]) for n, d in _dashboards().items() for p in _panels(d)
+               for t in p["targets"]]
+    queries += [(r["uid"], i["model"]["query"]) for r in _rules() for i in r["data"] if i["datasourceUid"] != "__expr__"]
+    checked = 0
+    for where, q in queries:
+        for clause in re.findall(r"GROUP BY ([^)]*)", q):
+            if '"device"' in clause:
+                checked += 1
+                assert '"site"' in clause, f"{where}: GROUP BY {clause}"
+        if '"device"' in q and "GROUP BY" not in q:
+            assert "$site" in q, f"{where}: selects a device without its site: {q}"
+    assert checked >= 10, checked
+    for rule in _rules():
+        if "device" in rule["annotations"]["summary"]:
+            assert "$labels.site" in rule["annotations"]["summary"], rule["uid"]
 
 
 def test_specific_yield_joins_to_the_right_ratio(influx: InfluxServer, town: Town) -> None:
@@ -272,7 +323,7 @@ def test_specific_yield_joins_to_the_right_ratio(influx: InfluxServer, town: Tow
 
 
 @pytest.mark.parametrize("site,device", [("eglise", "eglise-ond1"), ("mediatheque", "media-ond1"),
-                                         ("ferme-leroy", "leroy-ond1"), ("salle-sports", "sports-ond1")])
+                                         ("ferme-leroy", "onduleur"), ("salle-sports", "sports-ond1")])
 def test_daily_energy_from_counters_across_dst_gap_and_reset(influx: InfluxServer, town: Town, site: str,
                                                             device: str) -> None:
     dash, p = find_panel("building", "Daily energy from the counter")
@@ -284,7 +335,7 @@ def test_daily_energy_from_counters_across_dst_gap_and_reset(influx: InfluxServe
     assert date(2024, 10, 27) in got
     one_device_site = len(next(s for s in SITES if s.slug == site).inverters) == 1
     for day in (date(2024, 10, 25), date(2024, 10, 26), date(2024, 10, 27)):
-        physical = town.energy_between(device, local_midnight(day), local_midnight(day.replace(day=day.day + 1)))
+        physical = town.energy_between(site, device, local_midnight(day), local_midnight(day.replace(day=day.day + 1)))
         if one_device_site:  # the rollup row is the same computation on the same counters
             assert got[day] == pytest.approx(town.daily[(site, day)]["production_wh"], abs=0.01)
         if device == "media-ond1" and day == date(2024, 10, 25):
@@ -375,7 +426,7 @@ def test_alert_rules_stay_silent_at_night(influx: InfluxServer, when: datetime) 
     # the night is a real test: some inverters still answer (asleep, 0 W) and others are unreachable
     rule = next(r for r in _rules() if r["uid"] == "terril-comm-loss")
     answer = influx.query(render(rule["data"][0]["model"]["query"], _range_before(when, 3 * 86400), 300, {}), DB)
-    last = {dict(k)["device"]: v[-1] for k, v in to_series(answer).items()}
+    last = {(dict(k)["site"], dict(k)["device"]): v[-1] for k, v in to_series(answer).items()}
     assert any(v == 0 for v in last.values()) and any(v and v > 0 for v in last.values())
 
 

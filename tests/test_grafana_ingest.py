@@ -31,6 +31,7 @@ from tests.fixtures.mosquitto import MosquittoBroker
 from tests.grafana_seed import (
     DAY_EVAL,
     RAW_START,
+    SITES,
     TERRITORY_CONSUMPTION_WH_PER_YEAR,
     Town,
     build_town,
@@ -150,4 +151,4 @@ def test_everything_went_through_the_ingest(influx: InfluxServer, town: Town) ->
     assert events and events[0]["count"] == sum(1 for line in town.lines if line.startswith("event,"))
     sites = influx.rows('SELECT count("panels") FROM (SELECT last("panels") AS "panels" FROM "site_info" '
                         'GROUP BY "site")', DB)
-    assert sites[0]["count"] == 8
+    assert sites[0]["count"] == len(SITES)
