@@ -264,12 +264,13 @@ def fleet() -> dict[str, Any]:
               [target("A", f'SELECT last("active") AS "active", last("text") AS "text" FROM "{EVT}" WHERE '
                            f'$timeFilter GROUP BY "site", "device", "code"', ds, fmt="table")],
               ds, w=12, h=8, time_from="7d", steps=((0, "green"), (1, "red"))),
-        panel(L, "table", "Agents", "Health of each site's edge agent over the last hour: up (0 = offline, from "
-              "its last will), readings waiting in its spool, failed polls since start.", "none",
+        panel(L, "table", "Agents", "Last known health of each site's edge agent (last 30 days): up (0 = offline, "
+              "from its last will), readings waiting in its spool, failed polls since start. An agent that died "
+              "days ago stays listed with up = 0.", "none",
               [target("A", f'SELECT last("up") AS "up", last("spool_depth") AS "spool_depth", '
                            f'last("poll_errors") AS "poll_errors" FROM "{AGT}" WHERE $timeFilter GROUP BY "site"',
                       ds, fmt="table")],
-              ds, w=12, h=8, time_from="24h"),
+              ds, w=12, h=8, time_from="30d"),
     ]
     return dashboard("terril-fleet", "terril — Fleet", "Every site and inverter of the town: producing, silent "
                      "or faulted; today's and this month's energy; specific yield.", panels, "now-24h")
@@ -475,6 +476,13 @@ def _rule(uid: str, title: str, condition: str, data: list[dict[str, Any]], summ
 
 DAYLIGHT_RULES = {"terril-comm-loss", "terril-no-production", "terril-dead-string"}
 
+AGENT_OFFLINE_LOOKBACK_S = 30 * 86400
+"""How far back the agent-offline rule looks for the agent's last ``up`` row. ``up`` is written only
+when the agent's status changes (its last will, then ``online`` again), so the rule must see the
+last change however old it is: a Pi that died on Friday evening must still be an alert on Monday.
+An agent silent for longer than this leaves the range and its alert resolves (as no data); the
+Fleet dashboard's Agents table still lists it."""
+
 
 def alert_rules() -> dict[str, Any]:
     rules = [
@@ -514,11 +522,12 @@ def alert_rules() -> dict[str, Any]:
             "The string stays under 5 W for 30 minutes while another string of the same inverter exceeds 500 W: "
             "blown fuse, loose connector or cut cable.", "warning"),
         _rule("terril-agent-offline", "Agent offline", "C", [
-            _q("A", f'SELECT last("up") FROM "{AGT}" WHERE $timeFilter GROUP BY "site"', 86400),
+            _q("A", f'SELECT last("up") FROM "{AGT}" WHERE $timeFilter GROUP BY "site"', AGENT_OFFLINE_LOOKBACK_S),
             _reduce("B", "A"), _threshold("C", "B", "lt", 1),
         ], "The terril agent of {{ $labels.site }} is offline",
-            "The broker published the agent's last will (agent.up = 0): power cut, SD card, or uplink down.",
-            "critical", for_="5m"),
+            "The broker published the agent's last will (agent.up = 0): power cut, SD card, or uplink down. "
+            "A dead agent writes nothing more, so its last row stays up = 0 and the alert keeps firing for "
+            f"{AGENT_OFFLINE_LOOKBACK_S // 86400} days, nights and weekends included.", "critical", for_="5m"),
         _rule("terril-spool-growing", "Agent spool growing", "C", [
             _q("A", f'SELECT last("spool_depth") - first("spool_depth") FROM "{AGT}" WHERE $timeFilter '
                     f'GROUP BY "site"', 1800),

@@ -23,6 +23,8 @@ Known faults seeded (the alert tests expect exactly these):
 * ``sports-ond2`` silent (no reading) from 13:30 today while its agent is up;
 * ``sports-ond1`` string ``2`` dead (0 W) while string ``1`` produces;
 * agent ``eglise`` offline from 13:00 today (``agent.up`` = 0), and a 2-hour gap on 26 October;
+* agent ``vestiaires`` offline since 26 October 15:00, two days before "now": its last ``agent``
+  row is the ``up`` = 0 of that instant, and its inverter has been silent since;
 * agent ``ecole-jaures`` spool growing (flaky 4G) from 13:30 today;
 * ``media-ond1`` lifetime counter reset (inverter replaced) on 25 October at 12:02.
 """
@@ -161,20 +163,30 @@ SITES: tuple[SiteSim, ...] = (
     SiteSim("coop-terril", "Centrale citoyenne du terril", "cooperative", 250_000, 700,
             (InverterSim("coop-ond1", 125_000, 90_000_000.0),
              InverterSim("onduleur-2", 125_000, 88_000_000.0, night_reporter=True, fault_from=_t(28, 14)))),
+    SiteSim("vestiaires", "Vestiaires du stade", "commune", 12_000, 40,
+            (InverterSim("vestiaires-ond1", 12_000, 3_000_000.0),),
+            offline=((_t(26, 15), DAY_EVAL + timedelta(hours=1)),)),
 )
 
 EXPECTED_FIRING_AT_DAY: dict[str, set[tuple[tuple[str, str], ...]]] = {
     "terril-inverter-fault": {(("device", "onduleur-2"), ("site", "ecole-jaures")),
                               (("device", "onduleur-2"), ("site", "coop-terril"))},
     "terril-comm-loss": {(("device", "sports-ond2"), ("site", "salle-sports")),
-                         (("device", "eglise-ond1"), ("site", "eglise"))},
+                         (("device", "eglise-ond1"), ("site", "eglise")),
+                         (("device", "vestiaires-ond1"), ("site", "vestiaires"))},
     "terril-no-production": {(("device", "onduleur-2"), ("site", "ecole-jaures")),
                              (("device", "onduleur-2"), ("site", "coop-terril"))},
     "terril-dead-string": {(("device", "sports-ond1"), ("site", "salle-sports"), ("string", "2"))},
-    "terril-agent-offline": {(("site", "eglise"),)},
+    "terril-agent-offline": {(("site", "eglise"),), (("site", "vestiaires"),)},
     "terril-spool-growing": {(("site", "ecole-jaures"),)},
 }
 """Alert instances (sorted label pairs) that must fire at ``DAY_EVAL``, and no others."""
+
+EXPECTED_FIRING_AT_NIGHT: dict[str, set[tuple[tuple[str, str], ...]]] = {
+    "terril-agent-offline": {(("site", "vestiaires"),)},
+}
+"""At night (27 October 22:30, 28 October 05:00) only the agent dead since 26 October fires:
+daylight rules are silent, and an agent that is down stays an alert day and night."""
 
 
 def _in(t: datetime, spans: tuple[tuple[datetime, datetime], ...]) -> bool:

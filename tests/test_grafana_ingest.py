@@ -5,9 +5,11 @@ Readings, events, agent health and site info travel as the agents publish them
 ingest, which writes InfluxDB; the daily rows of the raw days come from the real
 rollup. Two things are written directly, and why:
 
-* ``agent.up = 0``: the ingest derives it from the agent's last will, a
-  ``status`` message that carries no timestamp and is stamped on receipt — a
-  replay cannot place it on 28 October 2024;
+* ``agent.up``: the ingest derives it from the agent's last will (0) and its
+  ``online`` status when it comes back (1), ``status`` messages that carry no
+  timestamp and are stamped on receipt — a replay cannot place them on
+  October 2024. The ``up = 1`` is written at the first health report after an
+  outage, as the agent's ``online`` would have been;
 * the ``energy_daily`` rows of January to 23 October (no raw data for them).
 
 The test functions are those of ``tests/test_grafana.py``, collected again here
@@ -78,6 +80,7 @@ def town_messages(town: Town) -> tuple[list[tuple[str, bytes]], list[str], int]:
     messages: list[tuple[str, bytes]] = []
     direct: list[str] = []
     n_readings = 0
+    offline: set[str] = set()
     for line in town.lines:
         meas, tags, fields, ts = _parse(line)
         site = tags.get("site", "")
@@ -94,7 +97,11 @@ def town_messages(town: Town) -> tuple[list[tuple[str, bytes]], list[str], int]:
                 "active": bool(fields["active"]), "text": fields["text"]}).encode()))
         elif meas == "agent" and "up" in fields and len(fields) == 1:
             direct.append(line)  # the last will: see the module docstring
+            offline.add(site)
         elif meas == "agent":
+            if site in offline:  # back online: the ingest would write up = 1 from the "online" status
+                direct.append(f"agent,site={site} up=1i {ts}")
+                offline.discard(site)
             metrics = {k: v for k, v in fields.items() if k != "up"}
             messages.append((Topics(site).health, json.dumps({"v": 1, "site": site, "ts": ts, **metrics,
                                                                "devices": {}}).encode()))
