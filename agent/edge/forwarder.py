@@ -16,6 +16,10 @@ idempotent because the timestamp comes from the edge). A refused message
 (PUBACK >= 0x80, e.g. an ACL mistake) stays in the spool and is retried after
 ``retry_refused_s``, so a broker-side fix needs no agent restart.
 
+Each reading is serialized to compact JSON once, when it is spooled; a
+``readings`` message is built by joining those stored texts (live and backlog
+alike), never by decoding and re-encoding them.
+
 Threads: ``submit_poll`` runs in the poller's thread (one spool transaction),
 PUBACK callbacks run in paho's thread and only enqueue, and everything else —
 publishing, deleting, cursor bookkeeping — happens in the forwarder's own thread.
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 
 from agent.edge.publisher import Publisher, PublishResult
 from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolKind, SpoolStats
-from agent.schema import Event, Reading, Topics, readings_payload
+from agent.schema import READING_MEASUREMENT, Event, Reading, Topics, readings_payload
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +61,42 @@ class ForwarderHealth:
 
 @dataclass
 class _LivePoll:
-    readings: list[tuple[int, dict[str, object]]] = field(default_factory=list)
-    events: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    """Rows just spooled, with their stored JSON text: (row id, JSON)."""
+
+    readings: list[tuple[int, str]] = field(default_factory=list)
+    events: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _compact(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+"""Compact JSON, NaN refused; built once (``json.dumps`` with options builds an encoder per call)."""
+
+_FIELD_TYPES: dict[str, dict[str, type]] = {
+    kind: {f.name: float if f.type == "float" else int for f in spec.fields}
+    for kind, spec in READING_MEASUREMENT.items()
+}
+"""Field name -> Python type per reading kind, from the schema, looked up once (not per value)."""
+
+
+def reading_json(reading: Reading) -> str:
+    """``Reading.to_dict`` as compact JSON, without the per-field schema lookups.
+
+    Same output as ``json.dumps(reading.to_dict(), separators=(",", ":"))``
+    (tested), and the same ``KeyError`` for a field the schema does not know.
+    """
+    types = _FIELD_TYPES[reading.kind]
+    out: dict[str, object] = {"device": reading.device, "kind": reading.kind}
+    if reading.string is not None:
+        out["string"] = reading.string
+    out["ts"] = reading.ts
+    out["fields"] = {name: types[name](value) for name, value in reading.fields.items()}
+    return _ENCODE(out)
+
+
+def _envelope(site: str) -> tuple[str, str]:
+    """The ``readings`` payload around its list of readings, split where the readings go."""
+    text = _ENCODE(readings_payload(site, []))
+    head, tail = text.rsplit("[]", 1)
+    return head + "[", "]" + tail
 
 
 class Forwarder:
@@ -100,24 +134,26 @@ class Forwarder:
         self._cursor: dict[SpoolKind, int] = {"readings": 0, "events": 0}
         self._retry_at: float | None = None
         self.forwarded_rows = 0
+        self._head, self._tail = _envelope(topics.site)
         publisher.add_connection_listener(self._on_link_change)
 
     # ------------------------------------------------------------------ public
 
     def submit_poll(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        """Spool one poll (one transaction) and hand it to the live lane.
+        """Spool one poll, or several polls the agent coalesced, in one transaction, and
+        hand them to the live lane (one ``readings`` message per ``batch_size`` readings).
 
         Raises what the spool raises (e.g. ``sqlite3.OperationalError`` on a full
         disk): the caller logs it; nothing half-written remains.
         """
-        items: list[SpoolItem] = [SpoolItem("readings", r.ts, r.to_dict()) for r in readings]
-        items += [SpoolItem("events", e.ts, e.to_payload(self.topics.site)) for e in events]
+        items: list[SpoolItem] = [SpoolItem("readings", r.ts, reading_json(r)) for r in readings]
+        items += [SpoolItem("events", e.ts, _ENCODE(e.to_payload(self.topics.site))) for e in events]
         if not items:
             return
         ids = self.spool.append(items)
         poll = _LivePoll()
         for row_id, item in zip(ids, items):
-            (poll.readings if item.kind == "readings" else poll.events).append((row_id, item.payload))
+            (poll.readings if item.kind == "readings" else poll.events).append((row_id, item.payload))  # type: ignore[arg-type]
         self._live.append(poll)
         self._wake.set()
 
@@ -187,21 +223,31 @@ class Forwarder:
         window = max(2, min(self.max_inflight, self.publisher.receive_maximum - 2))
         # live lane first: it may use the whole window
         while self._live and self._inflight_msgs < window:
-            self._send_live(self._live.popleft())
+            poll = self._live.popleft()
+            while self._live and len(poll.readings) + len(self._live[0].readings) <= self.batch_size:
+                more = self._live.popleft()  # several small polls waiting: one message
+                poll.readings += more.readings
+                poll.events += more.events
+            self._send_live(poll)
         # backlog lane: keeps one slot free for the next live poll
         while self._inflight_msgs < window - 1 and not self._stop.is_set():
             if not self._send_backlog("events") and not self._send_backlog("readings"):
                 break
 
     def _send_live(self, poll: _LivePoll) -> None:
-        rows = [(i, p) for i, p in poll.readings if i not in self._inflight_ids]
+        inflight = self._inflight_ids
+        rows = [(i, p) for i, p in poll.readings if i not in inflight]
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
-            payload = readings_payload(self.topics.site, [p for _, p in chunk])
-            self._publish(self.topics.readings, _compact(payload), [i for i, _ in chunk])
+            self._publish(self.topics.readings, self._readings_message([p for _, p in chunk]),
+                          [i for i, _ in chunk])
         for row_id, event in poll.events:
-            if row_id not in self._inflight_ids:
-                self._publish(self.topics.events, _compact(event), [row_id])
+            if row_id not in inflight:
+                self._publish(self.topics.events, event.encode(), [row_id])
+
+    def _readings_message(self, readings: list[str]) -> bytes:
+        """``readings_payload`` around readings that are already compact JSON."""
+        return (self._head + ",".join(readings) + self._tail).encode()
 
     def _send_backlog(self, kind: SpoolKind) -> bool:
         """Send one backlog message of ``kind``; False when nothing of that kind is left to send."""
@@ -214,26 +260,27 @@ class Forwarder:
             rows = [r for r in rows if r.id not in self._inflight_ids]
             if rows:
                 break
-        decoded = self._decode(rows)
-        if not decoded:
+        good = self._readable(rows)
+        if not good:
             return True
         if kind == "events":
-            row, event = decoded[0]
-            self._publish(self.topics.events, _compact(event), [row.id])
+            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id])
         else:
-            payload = readings_payload(self.topics.site, [d for _, d in decoded])
-            self._publish(self.topics.readings, _compact(payload), [r.id for r, _ in decoded])
+            self._publish(self.topics.readings, self._readings_message([r.payload for r in good]),
+                          [r.id for r in good])
         return True
 
-    def _decode(self, rows: list[SpooledItem]) -> list[tuple[SpooledItem, dict[str, object]]]:
-        good: list[tuple[SpooledItem, dict[str, object]]] = []
+    def _readable(self, rows: list[SpooledItem]) -> list[SpooledItem]:
+        """The rows whose text is a JSON object (the others are removed, loudly): one bad
+        row on an SD card must not spoil a whole batch message."""
+        good: list[SpooledItem] = []
         bad: list[int] = []
         for row in rows:
             try:
                 value = json.loads(row.payload)
                 if not isinstance(value, dict):
                     raise ValueError("not a JSON object")
-                good.append((row, value))
+                good.append(row)
             except ValueError as exc:
                 bad.append(row.id)
                 log.error("spool row %d (%s) is unreadable (%s): removing it", row.id, row.kind, exc)

@@ -7,13 +7,15 @@ survives restarts and is reported in the agent's health.
 
 Design choices, for a Raspberry Pi that runs for years on an SD card:
 
-* One SQLite file in WAL mode; one poll is one transaction (one WAL append and
-  one fsync), and one batch of acknowledgements is one delete transaction.
+* One SQLite file in WAL mode; one batch of polls (the agent coalesces the
+  polls that end within a fraction of a second) is one transaction (one WAL
+  append and one fsync), and one batch of acknowledgements is one delete
+  transaction.
 * ``synchronous=FULL`` by default. In WAL mode ``NORMAL`` survives a crash of
   the process, but the WAL is only fsynced at checkpoints, so a *power cut*
   can lose every commit since the last checkpoint — up to ~1000 pages, i.e.
   many minutes of readings during a broker outage, exactly when the spool
-  matters. ``FULL`` adds one fsync of a few KiB per poll (every ~10 s), which
+  matters. ``FULL`` adds one fsync of a few KiB per batch of polls (every ~10 s), which
   costs the card far less wear than the page writes themselves. Pass
   ``synchronous="NORMAL"`` to trade that guarantee for fewer flushes.
 * One connection guarded by a lock, shared by the poller thread (append) and
@@ -66,11 +68,16 @@ cheap even with a million rows spooled (no index on ts_ms to wear the card)."""
 
 @dataclass(frozen=True)
 class SpoolItem:
-    """One thing to spool: a reading dict (``Reading.to_dict``) or an event payload."""
+    """One thing to spool: a reading dict (``Reading.to_dict``) or an event payload.
+
+    ``payload`` may also be that object already serialized as compact JSON (a
+    ``str``): the forwarder serializes each reading once and reuses the text for
+    the live message, so it is stored as given.
+    """
 
     kind: SpoolKind
     ts_ms: int
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str
 
 
 @dataclass(frozen=True)
@@ -93,8 +100,12 @@ class SpoolStats:
     """Rows dropped because the spool was full or too old, since this spool file was created."""
 
 
-def _compact(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+"""One encoder built once (``json.dumps`` with options builds a new one per call)."""
+
+
+def _compact(payload: dict[str, Any] | str) -> str:
+    return payload if isinstance(payload, str) else _ENCODE(payload)
 
 
 class Spool:
@@ -174,7 +185,8 @@ class Spool:
     # ------------------------------------------------------------------ writing
 
     def append(self, items: Sequence[SpoolItem]) -> list[int]:
-        """Write one poll in one transaction, then enforce the bounds. Returns the new row ids."""
+        """Write one batch (a poll, or the polls the agent coalesced) in one transaction,
+        then enforce the bounds. Returns the new row ids, in the order of *items*."""
         if not items:
             return []
         rows = []
@@ -186,10 +198,11 @@ class Spool:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                ids: list[int] = []
-                for row in rows:
-                    cur = db.execute("INSERT INTO spool (kind, ts_ms, payload) VALUES (?, ?, ?)", row)
-                    ids.append(int(cur.lastrowid or 0))
+                db.executemany("INSERT INTO spool (kind, ts_ms, payload) VALUES (?, ?, ?)", rows)
+                # AUTOINCREMENT ids only grow, and BEGIN IMMEDIATE holds the write lock of
+                # the one connection: the rows just inserted hold the last len(rows) ids.
+                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                ids = list(range(last - len(rows) + 1, last + 1))
                 db.execute("UPDATE meta SET value = value + ? WHERE key = 'depth'", (len(ids),))
                 self._enforce_bounds(db)
                 db.execute("COMMIT")
