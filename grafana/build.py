@@ -76,6 +76,31 @@ SITE_RE = '"site" =~ /^$site$/'
 DEVICE_RE = '"device" =~ /^$device$/'
 TERRITORY = f"\"site\" = '{TERRITORY_SITE}'"
 
+REFERENCE_SETTING = "rollup.territory_consumption_wh_per_year"
+"""Ingest setting that makes the rollup write ``reference_consumption_wh``: without it, no share."""
+WITH_REFERENCE = '"reference_consumption_wh" > 0'
+"""Only the days the rollup gave a reference count in a share: a reference configured in June must not
+divide January-to-December production by June-to-December consumption."""
+Q_SHARE_COMPLETE_DAYS = (
+    f'SELECT (sum("production_wh") - last("production_wh")) / '
+    f'(sum("reference_consumption_wh") - last("reference_consumption_wh")) FROM "{DAILY}" '
+    f'WHERE {TERRITORY} AND {WITH_REFERENCE} AND $timeFilter'
+)
+"""Energy-positive share over the complete days of the range: production / reference consumption.
+
+Today's row holds the production *so far* but the *whole* day's reference, which would bias the
+share low all day long (most at dawn). Grafana has no macro for "local midnight today" that both
+the dashboards and the public (server-side) dashboards expand, so the query leaves out the newest
+daily row of the range, ``last()``: the one the rollup refreshes every 5 minutes, today's. (In the
+few minutes after midnight before the first rollup of the day, the newest row is yesterday's and
+the share is one day older; it is never biased.)"""
+SHARE_NOTE = ("Counts the complete days only: today's row (production so far against the whole day's "
+              "reference) is left out. ")
+SHARE_SETUP = (f"Needs the town's annual consumption in the ingest config ({REFERENCE_SETTING}, in Wh "
+               "per year): without it the rollup writes no reference_consumption_wh and this panel has no value; "
+               "days before it was set are left out.")
+NO_REFERENCE = f"No reference: set {REFERENCE_SETTING}"
+
 # --------------------------------------------------------------------------- queries (also used by the tests)
 
 Q_ENERGY_TODAY_PER_SITE = (
@@ -145,9 +170,12 @@ def panel(layout: Layout, kind: str, title: str, description: str, unit: str, ta
           ds: dict[str, str], w: int = 6, h: int = 5, time_from: str | None = None, decimals: int | None = None,
           options: dict[str, Any] | None = None, transformations: list[dict[str, Any]] | None = None,
           mappings: list[dict[str, Any]] | None = None,
-          steps: tuple[tuple[float, str], ...] = ((0, "green"),), interval: str | None = None) -> dict[str, Any]:
+          steps: tuple[tuple[float, str], ...] = ((0, "green"),), interval: str | None = None,
+          no_value: str | None = None) -> dict[str, Any]:
     pid, pos = layout.place(w, h)
     defaults: dict[str, Any] = {"unit": unit, "thresholds": thresholds(*steps), "color": {"mode": "thresholds"}}
+    if no_value is not None:
+        defaults["noValue"] = no_value
     if kind == "timeseries":
         defaults["color"] = {"mode": "palette-classic"}
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "spanNulls": False}
@@ -357,26 +385,29 @@ def energy_positive() -> dict[str, Any]:
               ds, time_from="now/M"),
         panel(L, "stat", "Energy-positive share this year", "Year-to-date production divided by the territory's "
               "reference consumption (annual consumption of the whole town, spread over the days). 100 % = "
-              "energy-positive.", "percentunit",
-              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
-                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=2,
-              steps=((0, "red"), (0.5, "yellow"), (1, "green"))),
+              "energy-positive. " + SHARE_NOTE + "On 1 January, with no complete day yet, it shows 0 %. "
+              + SHARE_SETUP, "percentunit",
+              [target("A", Q_SHARE_COMPLETE_DAYS, ds)], ds, time_from="now/y", decimals=2,
+              steps=((0, "red"), (0.5, "yellow"), (1, "green")), no_value=NO_REFERENCE),
         panel(L, "stat", "Share over the last 12 months", "Production of the last 365 days divided by the reference "
-              "consumption of the same days: the trajectory towards 100 %, free of the seasons.", "percentunit",
-              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
-                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="365d", decimals=2,
-              steps=((0, "red"), (0.5, "yellow"), (1, "green"))),
+              "consumption of the same days: the trajectory towards 100 %, free of the seasons. " + SHARE_NOTE
+              + SHARE_SETUP, "percentunit",
+              [target("A", Q_SHARE_COMPLETE_DAYS, ds)], ds, time_from="365d", decimals=2,
+              steps=((0, "red"), (0.5, "yellow"), (1, "green")), no_value=NO_REFERENCE),
         panel(L, "barchart", "Production and consumption per month", "Daily rollups of the territory grouped by "
-              "calendar month (Europe/Paris) in Grafana: InfluxQL cannot group by calendar month.", "watth",
+              "calendar month (Europe/Paris) in Grafana: InfluxQL cannot group by calendar month. The reference "
+              f"bars appear once {REFERENCE_SETTING} is set in the ingest config.", "watth",
               [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
                            f'"reference_consumption_wh" AS "reference" FROM "{DAILY}" WHERE {TERRITORY} AND '
                            f'$timeFilter', ds, fmt="table")], ds, w=24, h=9, transformations=month),
         panel(L, "timeseries", "Cumulative energy-positive share", "Cumulative production divided by cumulative "
-              "reference consumption since the start of the range: where the town stands on its way to 100 %.",
-              "percentunit",
+              "reference consumption since the start of the range, one point per day: where the town stands on "
+              "its way to 100 %. Today's point counts today's production so far against the whole day's "
+              "reference, so it sits a little low until midnight. " + SHARE_SETUP, "percentunit",
               [target("A", f'SELECT cumulative_sum(sum("production_wh")) / cumulative_sum(sum('
-                           f'"reference_consumption_wh")) FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter '
-                           f"GROUP BY time(1d) fill(none) tz('{TZ}')", ds)], ds, w=12, h=8),
+                           f'"reference_consumption_wh")) FROM "{DAILY}" WHERE {TERRITORY} AND {WITH_REFERENCE} AND '
+                           f"$timeFilter GROUP BY time(1d) fill(none) tz('{TZ}')", ds)], ds, w=12, h=8,
+              no_value=NO_REFERENCE),
         panel(L, "timeseries", "Daily production and consumption", "Per local day: territory production, "
               "metered consumption, imports and exports.", "watth",
               [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
@@ -404,9 +435,10 @@ def public() -> dict[str, Any]:
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/y"),
         panel(L, "stat", "Share of the town's consumption", "This year's solar production divided by the town's "
-              "consumption over the same days.", "percentunit",
-              [target("A", f'SELECT sum("production_wh") / sum("reference_consumption_wh") FROM "{DAILY}" WHERE '
-                           f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=2),
+              "consumption over the same days, up to yesterday (today is not over). For the administrators: "
+              + SHARE_SETUP, "percentunit",
+              [target("A", Q_SHARE_COMPLETE_DAYS, ds)], ds, time_from="now/y", decimals=2,
+              no_value="not available yet"),
         panel(L, "stat", "CO₂ avoided this year", f"This year's production times {CO2_KG_PER_KWH} kg CO₂e per kWh "
               "(ADEME, average French electricity mix): emissions of the grid electricity the solar kWh replace.",
               "masskg", [target("A", f'SELECT sum("production_wh") * {kg_per_wh:.9f} FROM "{DAILY}" WHERE '

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from agent.central.points import make_point
 from agent.schema import MEASUREMENTS, TERRITORY_SITE
 from grafana import build
 from tests.fixtures.influx import InfluxServer
@@ -40,6 +41,7 @@ from tests.grafana_seed import (
     Town,
     build_town,
     local_midnight,
+    ms,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,10 +87,10 @@ def influx(tmp_path_factory: pytest.TempPathFactory, town: Town) -> Iterator[Inf
 
 
 def run_panel(influx: InfluxServer, dash: dict[str, Any], panel: dict[str, Any], target: dict[str, Any],
-              now: datetime = DAY_EVAL, variables: dict[str, str] | None = None) -> dict[str, Any]:
+              now: datetime = DAY_EVAL, variables: dict[str, str] | None = None, db: str = DB) -> dict[str, Any]:
     rng = panel_range(dash, panel, now)
     q = render(target["query"], rng, interval_s(rng, panel.get("interval")), variables or VARIABLES)
-    return influx.query(q, DB)
+    return influx.query(q, db)
 
 
 def find_panel(dash_name: str, title: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -281,7 +283,6 @@ def _inverter_rows(town: Town, start: datetime, end: datetime) -> dict[tuple[str
 
 def test_fleet_producing_check_sums_every_inverter_of_every_site(influx: InfluxServer, town: Town) -> None:
     """The daylight test of the alert rules is the sum of each (site, device)'s mean power over 30 minutes."""
-    from datetime import timedelta
     rows = _inverter_rows(town, DAY_EVAL - timedelta(minutes=30), DAY_EVAL)
     assert ("maison-dupont", "onduleur") in rows and ("ferme-leroy", "onduleur") in rows
     truth = sum(sum(v) / len(v) for v in rows.values())
@@ -355,9 +356,17 @@ def test_energy_positive_month_year_and_share(influx: InfluxServer, town: Town) 
     dash, p = find_panel("energy-positive", "Consumption this month (metered buildings)")
     assert single_value(run_panel(influx, dash, p, p["targets"][0])) == pytest.approx(
         town.daily_sum(t, "consumption_wh", month_first, today), rel=1e-9)
-    share = town.daily_sum(t, "production_wh", year_first, today) / town.daily_sum(
+    # the share counts complete days: 1 January to yesterday (today's row is production so far against a whole day)
+    yesterday = today - timedelta(days=1)
+    share = town.daily_sum(t, "production_wh", year_first, yesterday) / town.daily_sum(
+        t, "reference_consumption_wh", year_first, yesterday)
+    share_with_today = town.daily_sum(t, "production_wh", year_first, today) / town.daily_sum(
         t, "reference_consumption_wh", year_first, today)
+    assert share != pytest.approx(share_with_today, rel=1e-6)  # the test can tell the two apart
     dash, p = find_panel("energy-positive", "Energy-positive share this year")
+    assert single_value(run_panel(influx, dash, p, p["targets"][0])) == pytest.approx(share, rel=1e-9)
+    # the last 365 days reach back before the seeded year: the same days, 1 January to yesterday
+    dash, p = find_panel("energy-positive", "Share over the last 12 months")
     assert single_value(run_panel(influx, dash, p, p["targets"][0])) == pytest.approx(share, rel=1e-9)
     # per calendar month: what formatTime(YYYY-MM, dashboard time zone) + groupBy(sum) show
     dash, p = find_panel("energy-positive", "Production and consumption per month")
@@ -379,7 +388,9 @@ def test_energy_positive_month_year_and_share(influx: InfluxServer, town: Town) 
             town.daily_sum(t, "consumption_wh", first, last))
     dash, p = find_panel("energy-positive", "Cumulative energy-positive share")
     series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]["values"]
-    assert series[-1][1] == pytest.approx(share, rel=1e-9)
+    # one point per day: yesterday's is the complete-days share, today's counts today so far
+    assert series[-2][1] == pytest.approx(share, rel=1e-9)
+    assert series[-1][1] == pytest.approx(share_with_today, rel=1e-9)
 
 
 def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
@@ -393,8 +404,10 @@ def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
 
     assert single_value(value("Produced today, so far")) == pytest.approx(town.daily[(t, today)]["production_wh"])
     assert single_value(value("Produced this year")) == pytest.approx(year, rel=1e-9)
+    yesterday = today - timedelta(days=1)
     assert single_value(value("Share of the town's consumption")) == pytest.approx(
-        year / town.daily_sum(t, "reference_consumption_wh", year_first, today), rel=1e-9)
+        town.daily_sum(t, "production_wh", year_first, yesterday)
+        / town.daily_sum(t, "reference_consumption_wh", year_first, yesterday), rel=1e-9)
     assert single_value(value("CO₂ avoided this year")) == pytest.approx(year / 1000 * build.CO2_KG_PER_KWH, rel=1e-9)
     assert single_value(value("Solar sites")) == len(SITES)
     assert single_value(value("Solar panels")) == sum(s.panels for s in SITES)
@@ -404,6 +417,57 @@ def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
     assert dict(zip(row["columns"][1:], row["values"][0][1:])) == {
         "sites": len(citizen), "panels": sum(s.panels for s in citizen)}
     assert single_value(value("Citizen roofs: installed power")) == sum(s.peak_power_w for s in citizen)
+
+
+SHARE_PANELS = [("energy-positive", "Energy-positive share this year"),
+                ("energy-positive", "Share over the last 12 months"),
+                ("energy-positive", "Cumulative energy-positive share"),
+                ("public", "Share of the town's consumption")]
+REFERENCE_SETTING = "rollup.territory_consumption_wh_per_year"
+
+
+def _daily_lines(town: Town, reference_from: date | None) -> list[str]:
+    """The seeded energy_daily rows, with reference_consumption_wh only from *reference_from* (None: never)."""
+    lines = []
+    for (site, day), row in town.daily.items():
+        if reference_from is None or day < reference_from:
+            row = {k: v for k, v in row.items() if k != "reference_consumption_wh"}
+        lines.append(make_point("energy_daily", {"site": site}, row, ms(local_midnight(day))).to_line())
+    return lines
+
+
+def test_share_panels_without_reference_say_what_to_configure(influx: InfluxServer, town: Town) -> None:
+    """Ingest run without territory_consumption_wh_per_year: no share, and the panel says which setting is missing."""
+    influx.create_database("noref")
+    status, body = influx.write_lines("noref", _daily_lines(town, reference_from=None))
+    assert status == 204, body
+    for dash_name, title in SHARE_PANELS:
+        dash, p = find_panel(dash_name, title)
+        assert not has_data(run_panel(influx, dash, p, p["targets"][0], db="noref")), title
+        assert REFERENCE_SETTING in p["description"], title
+        no_value = p["fieldConfig"]["defaults"].get("noValue")
+        assert no_value, f"{title}: shows a bare 'No data'"
+        if dash_name != "public":  # the technical dashboards name the setting on the panel itself
+            assert REFERENCE_SETTING in no_value, title
+    # the production panels do not depend on it
+    dash, p = find_panel("public", "Produced this year")
+    assert has_data(run_panel(influx, dash, p, p["targets"][0], db="noref"))
+
+
+def test_share_counts_only_the_days_with_a_reference(influx: InfluxServer, town: Town) -> None:
+    """Reference configured on 1 July: January-June production must not be divided by July-October consumption."""
+    influx.create_database("ref_july")
+    status, body = influx.write_lines("ref_july", _daily_lines(town, reference_from=date(2024, 7, 1)))
+    assert status == 204, body
+    t, first, yesterday = TERRITORY_SITE, date(2024, 7, 1), DAY_EVAL.date() - timedelta(days=1)
+    truth = town.daily_sum(t, "production_wh", first, yesterday) / town.daily_sum(
+        t, "reference_consumption_wh", first, yesterday)
+    for dash_name, title in SHARE_PANELS:
+        dash, p = find_panel(dash_name, title)
+        answer = run_panel(influx, dash, p, p["targets"][0], db="ref_july")
+        values = answer["results"][0]["series"][0]["values"]
+        got = values[-2][1] if title.startswith("Cumulative") else single_value(answer)
+        assert got == pytest.approx(truth, rel=1e-9), title
 
 
 # --------------------------------------------------------------------------- alert rules
@@ -433,8 +497,6 @@ def test_alert_rules_stay_silent_at_night(influx: InfluxServer, when: datetime) 
 
 
 def _range_before(now: datetime, seconds: int) -> Any:
-    from datetime import timedelta
-
     from tests.grafana_eval import TimeRange
     return TimeRange(now - timedelta(seconds=seconds), now)
 
