@@ -156,6 +156,7 @@ async def _writes(sim: SimHandle) -> list[Any]:
 
 def test_writes_refused_and_recorded(sim_factory: Callable[..., SimHandle]) -> None:
     sim = sim_factory()
+    sim.writes_expected = True
     before = read(sim, 2, 40000, 80).registers
     sim.clear_records()
     w1, w2, w3, fc4, fc3 = asyncio.run(_writes(sim))
