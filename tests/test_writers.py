@@ -90,3 +90,48 @@ def test_v1_survives_influx_restart(influx: InfluxServer) -> None:
     assert writer.write([_inverter("a", TS + 1, ac_power_w=2.0)]) == []
     assert influx.rows("SELECT count(ac_power_w) FROM inverter", DB)[0]["count"] == 2
     writer.close()
+
+
+def _short_retention(influx: InfluxServer) -> None:
+    status, body = influx._post("/query", {"q": f'CREATE RETENTION POLICY "hour" ON "{DB}" DURATION 1h '
+                                                "REPLICATION 1 DEFAULT"})
+    assert status == 200, body
+
+
+class CountingV1Writer(V1Writer):
+    """Counts the HTTP requests (bisection costs one per half)."""
+
+    requests = 0
+
+    def _send(self, body: bytes) -> None:
+        self.requests += 1
+        super()._send(body)
+
+
+def test_a_backlog_beyond_retention_is_refused_whole_not_point_by_point(influx: InfluxServer) -> None:
+    """InfluxDB 1.x says "points beyond retention policy dropped=N": when N is every line sent,
+    the range is refused at once, and the ingest's watchdog hears of every request."""
+    import time
+
+    influx.create_database(DB)
+    _short_retention(influx)
+    now = int(time.time() * 1000)
+    old = [f"inverter,site=mairie,device=ond-1 ac_power_w={i}.0 {now - 3 * 86_400_000 + i * 1000}"
+           for i in range(2000)]
+    fresh = [f"inverter,site=mairie,device=ond-1 ac_power_w={i}.0 {now - 60_000 + i}" for i in range(10)]
+    writer = CountingV1Writer(influx.url, DB, timeout=5)
+    beats: list[int] = []
+    try:
+        refused = writer.write_lines(old)
+        assert [i for i, _ in refused] == list(range(2000))
+        assert "beyond retention" in refused[0][1]
+        assert writer.requests == 1  # was 3999: a bisection down to every single point
+
+        writer.requests, beats[:] = 0, []
+        refused = writer.write_lines(old + fresh, progress=lambda: beats.append(writer.requests))
+        assert [i for i, _ in refused] == list(range(2000))
+        assert writer.requests <= 30  # was ~2 per point
+        assert len(beats) == writer.requests  # one progress call before every request
+    finally:
+        writer.close()
+    assert influx.rows("SELECT count(ac_power_w) FROM inverter", DB)[0]["count"] == 10

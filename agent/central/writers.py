@@ -17,6 +17,15 @@ because the ingest must answer them in opposite ways:
   and returns the refused points with InfluxDB's message for the dead letter.
   Re-sending a half that was already (partly) written is harmless: a point
   with the same series and timestamp overwrites itself.
+
+  InfluxDB 1.x ends a partial-write error with ``dropped=N``. When N is the
+  number of lines sent, every one of them was refused for that same reason
+  (typically a backlog older than the retention policy: "points beyond
+  retention policy"), so the whole range is returned at once instead of
+  being bisected down to single points, two requests per point.
+
+``write_lines`` calls its ``progress`` callback before every request, so the
+ingest's watchdog sees a long bisection as progress, not as a stuck loop.
 """
 
 from __future__ import annotations
@@ -26,9 +35,10 @@ import gzip
 import http.client
 import json
 import logging
+import re
 import socket
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +49,13 @@ log = logging.getLogger(__name__)
 
 POINT_LEVEL_STATUSES = frozenset({400, 413, 422})
 """Statuses that depend on the points sent, not on the server's health."""
+_DROPPED_RE = re.compile(r"\bdropped=(\d+)")
+
+
+def dropped_count(message: str) -> int | None:
+    """N of InfluxDB 1.x's ``partial write: … dropped=N`` (None when the message names no count)."""
+    found = _DROPPED_RE.search(message)
+    return int(found.group(1)) if found else None
 
 
 class WriteUnavailable(TerrilError):
@@ -70,10 +87,13 @@ class InfluxWriter(Protocol):
         """Store *points*; return the ones refused point by point. Raise WriteUnavailable to retry later."""
         ...
 
-    def write_lines(self, lines: Sequence[str]) -> list[tuple[int, str]]:
+    def write_lines(
+        self, lines: Sequence[str], progress: Callable[[], None] | None = None
+    ) -> list[tuple[int, str]]:
         """Store line-protocol *lines*; return (index, reason) of each line refused on its own.
 
-        The ingest's path: its lines are encoded once, while being validated.
+        The ingest's path: its lines are encoded once, while being validated. *progress*
+        is called before each HTTP request (a bisection makes several).
         """
         ...
 
@@ -103,20 +123,27 @@ class _BisectingWriter:
             return []
         return [Rejected(points[i], reason) for i, reason in self.write_lines([encode_line(p) for p in points])]
 
-    def write_lines(self, lines: Sequence[str]) -> list[tuple[int, str]]:
+    def write_lines(
+        self, lines: Sequence[str], progress: Callable[[], None] | None = None
+    ) -> list[tuple[int, str]]:
         if not lines:
             return []
-        return self._write_range(lines, 0, len(lines))
+        return self._write_range(lines, 0, len(lines), progress)
 
-    def _write_range(self, lines: Sequence[str], start: int, end: int) -> list[tuple[int, str]]:
+    def _write_range(
+        self, lines: Sequence[str], start: int, end: int, progress: Callable[[], None] | None
+    ) -> list[tuple[int, str]]:
+        if progress is not None:
+            progress()
         try:
             self._send("\n".join(lines[start:end]).encode("utf-8"))
             return []
         except PointsRejected as exc:
-            if end - start == 1:
-                return [(start, str(exc))]
+            reason = str(exc)
+            if end - start == 1 or dropped_count(reason) == end - start:
+                return [(i, reason) for i in range(start, end)]  # every line of the range refused
             mid = (start + end) // 2
-            return self._write_range(lines, start, mid) + self._write_range(lines, mid, end)
+            return self._write_range(lines, start, mid, progress) + self._write_range(lines, mid, end, progress)
 
 
 def _classify(status: int, body: bytes | str | None) -> None:
