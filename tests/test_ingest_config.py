@@ -71,3 +71,34 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_ingest_config(path)
     assert "not valid YAML" in exc.value.problems[0] and exc.value.problems[0].startswith("line ")
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def _mosquitto_setting(name: str) -> int:
+    conf = (ROOT / "config" / "mosquitto" / "mosquitto.conf").read_text()
+    (value,) = [ln.split()[1] for ln in conf.splitlines() if ln.split()[:1] == [name]]
+    return int(value)
+
+
+def _memory_max_bytes() -> int:
+    unit = (ROOT / "systemd" / "terril-ingest.service").read_text()
+    (value,) = [ln.split("=", 1)[1].strip() for ln in unit.splitlines() if ln.startswith("MemoryMax=")]
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_shipped_limits_fit_together() -> None:
+    """Broker packet limit, ingest payload cap, receive window and the unit's MemoryMax agree:
+    the messages the ingest may hold unacknowledged (InfluxDB down) take at most half its memory,
+    and every message the ingest accepts is one the broker lets through."""
+    example = load_ingest_config(EXAMPLE)
+    defaults = parse_ingest_config({"influxdb": {"api": "v1", "database": "terril"}})
+    max_packet = _mosquitto_setting("max_packet_size")
+    for cfg in (example, defaults):
+        assert cfg.max_payload_bytes < max_packet
+        assert cfg.subscription.receive_maximum * max_packet <= _memory_max_bytes() / 2
+    assert example.max_payload_bytes == defaults.max_payload_bytes
+    assert example.subscription.receive_maximum == defaults.subscription.receive_maximum
+    assert max_packet >= 2 * 250_000  # a 500-reading backlog message (~250 kB) passes with room to spare

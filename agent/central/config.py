@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES
 from agent.errors import ConfigError
 from agent.schema import SLUG_RE, TOPIC_ROOT
 
@@ -79,8 +80,13 @@ class SubscriptionConfig(_Strict):
     """Seconds the broker keeps the session (and its queued messages) while the ingest is away."""
     client_id: str = Field(default_factory=_default_client_id)
     """Must be unique per instance and stable across restarts (the persistent session is keyed by it)."""
-    receive_maximum: int = Field(1000, ge=1, le=65535)
-    """Unacknowledged messages the broker may have in flight to this instance (MQTT 5 Receive Maximum)."""
+    receive_maximum: int = Field(500, ge=1, le=65535)
+    """Unacknowledged messages the broker may have in flight to this instance (MQTT 5 Receive Maximum).
+
+    They are all in this process's memory while InfluxDB is down: worst case
+    receive_maximum x the broker's max_packet_size = 500 x 1 MB = 500 MB, at most half
+    of the unit's MemoryMax=1G (the other half: decoded batches, Python, the rollup).
+    """
 
     @model_validator(mode="after")
     def _names(self) -> SubscriptionConfig:
@@ -170,8 +176,12 @@ class IngestConfig(_Strict):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     topic_root: str = TOPIC_ROOT
-    max_payload_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
-    """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB)."""
+    max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
+    """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
+
+    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/mosquitto.conf):
+    a message the broker would refuse never reaches the ingest anyway.
+    """
 
     @model_validator(mode="after")
     def _root(self) -> IngestConfig:

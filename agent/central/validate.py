@@ -50,7 +50,8 @@ MAX_FUTURE_MS = 10 * 60 * 1000
 MAX_READINGS_PER_MESSAGE = 10_000
 MAX_TEXT_CHARS = 1024
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+"""Twice the biggest legitimate message (a backlog of 500 readings, ~250 kB), under the broker's 1 MB packet limit."""
 
 
 @dataclass(frozen=True)
