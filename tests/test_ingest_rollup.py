@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED
 
 from tests.fixtures.influx import InfluxServer
 from tests.fixtures.mosquitto import MosquittoBroker
@@ -55,3 +59,20 @@ def test_without_late_readings_the_run_covers_yesterday_and_today_only(
         ingest.run_rollup()
         assert not ingest.rollup.failing
     assert count(influx, "SELECT count(production_wh) FROM energy_daily") == 0
+
+
+def test_a_scheduled_run_logs_no_apscheduler_line(
+    mosquitto: MosquittoBroker, influx: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One log line per state change: APScheduler's "Running job … executed successfully" is not one."""
+    influx.create_database(DB)
+    config = ingest_config(mosquitto.port, influx.url, rollup={"timezone": TZ, "every": 3600})
+    with caplog.at_level(logging.INFO):
+        with IngestThread(config) as ingest:
+            job = ingest.scheduler.get_job("rollup")
+            assert job is not None
+            runs = []
+            ingest.scheduler.add_listener(lambda event: runs.append(event), EVENT_JOB_EXECUTED)
+            job.modify(next_run_time=datetime.now(timezone.utc))
+            wait_until(lambda: len(runs) >= 1, what="the rollup job ran")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")] == []

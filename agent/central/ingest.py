@@ -14,7 +14,20 @@ Delivery (DESIGN.md, "Delivery guarantees"):
   messages, the MQTT 5 flow control).
 * a message that cannot be stored (invalid, or a point InfluxDB refuses) is
   republished on ``<root>/_deadletter`` with the reason, counted, and then
-  acknowledged: garbage never blocks valid data.
+  acknowledged: garbage never blocks valid data. A dead letter never exceeds
+  the broker's Maximum Packet Size (from CONNACK; 1 MB when unstated): past
+  it the broker would drop the connection and the original would come back
+  for ever, so a huge original is carried as its length, sha256 and first
+  64 KiB. A dead letter the broker refuses (PUBACK reason code >= 0x80, an ACL
+  without write on the dead-letter topic) leaves its original unacknowledged.
+
+Status (``<root>/<site>/status``, ``online``/``offline``, retained) carries no
+time of its own (the last will cannot), so ``agent.up`` is stamped with the
+receive time, and only **non-retained** status messages are written: a live
+birth or last will reaches a subscriber already subscribed without the retain
+flag, while the retained copy the broker re-sends on every (re)subscribe — each
+ingest restart, each reconnect — would write an ``up`` row at a time when
+nothing happened. Retained copies are acknowledged and counted, not written.
 
 Threads: paho's network thread only queues received messages; the calling
 thread validates and batches; a writer thread writes and acknowledges, so the
@@ -34,6 +47,11 @@ the write loop turning. A loop that waits for a down InfluxDB is healthy (it
 retries by design); one blocked longer than a write can take is not, and
 systemd restarts the service.
 
+Logs: one line per state change. A broker connection that keeps dropping right
+after each reconnect is one outage: a warning when it starts, one if it loops,
+one when a connection has lasted 30 s. APScheduler's per-run INFO lines are
+silenced (its logger is set to WARNING).
+
 Health as data: every minute the ingest publishes its counters, retained, on
 ``<root>/_ingest/<client_id>/health``, and logs one summary line every ten
 minutes (never one per message).
@@ -43,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import hashlib
 import json
 import logging
 import queue
@@ -67,7 +86,7 @@ from agent.central.rollup import Rollup
 from agent.central.validate import message_to_points
 from agent.central.writers import InfluxWriter, WriteUnavailable, make_writer
 from agent.edge.sdnotify import SystemdNotifier
-from agent.schema import SCHEMA_VERSION, TOPIC_KINDS, deadletter_topic, ingest_health_topic
+from agent.schema import SCHEMA_VERSION, TOPIC_KINDS, deadletter_topic, ingest_health_topic, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +100,17 @@ HEALTH_EVERY_S = 60
 SUMMARY_EVERY_S = 600
 STUCK_MARGIN_S = 30.0
 """Slack on top of a write's two attempts and the longest back-off before the write loop counts as stuck."""
+DEFAULT_MAX_PACKET_BYTES = 1_000_000
+"""Dead-letter size budget when the broker's CONNACK states no Maximum Packet Size (the shipped
+config/mosquitto/mosquitto.conf sets max_packet_size to this)."""
+PACKET_OVERHEAD_BYTES = 1024
+"""Room left in a packet for the fixed header, the topic and the properties of a dead letter."""
+DEADLETTER_HEAD_BYTES = 64 * 1024
+"""A dead letter too big for the broker carries the first this-many bytes of the original, its length and sha256."""
+DEADLETTER_MAX_REFUSED_LINES = 20
+STABLE_CONNECTION_S = 30.0
+"""A broker connection that lasts this long ends an outage; drops before that belong to the same outage
+(one warning, not one per reconnect)."""
 
 
 @dataclass
@@ -93,6 +123,8 @@ class Message:
     topic: str
     payload: bytes
     received_ms: int
+    retain: bool = False
+    """A retained copy the broker sent because we (re)subscribed, not a message published just now."""
     site: str | None = None
     oldest_counter_ms: int | None = None
     """Oldest timestamp among the message's inverter/meter points (for the rollup of late data)."""
@@ -125,6 +157,10 @@ class IngestStats:
     writes: int = 0
     write_failures: int = 0
     reconnects: int = 0
+    retained_status_skipped: int = 0
+    """Retained ``status`` copies the broker re-sent on (re)subscribe: acknowledged, not written."""
+    deadletters_refused: int = 0
+    """Dead letters the broker refused (PUBACK reason code >= 0x80): originals left unacknowledged."""
     received: int = 0
     """Messages paho handed over (incremented on paho's thread only)."""
     settled: int = 0
@@ -141,8 +177,25 @@ def subscription_topics(root: str, group: str) -> list[str]:
     return [f"$share/{group}/{root}/+/{kind}" for kind in TOPIC_KINDS]
 
 
-def deadletter_payload(msg: Message, client_id: str) -> bytes:
-    """JSON: the reason, the topic and the original payload (base64 when it is not UTF-8)."""
+def _payload_fields(payload: bytes, cut: bool) -> dict[str, str]:
+    """``payload`` as text when it is UTF-8 (a cut may split the last character), else ``payload_base64``."""
+    try:
+        return {"payload": payload.decode("utf-8")}
+    except UnicodeDecodeError as exc:
+        if cut and exc.start >= len(payload) - 3 and exc.reason == "unexpected end of data":
+            return {"payload": payload[: exc.start].decode("utf-8")}
+        return {"payload_base64": base64.b64encode(payload).decode("ascii")}
+
+
+def deadletter_payload(msg: Message, client_id: str, max_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> bytes:
+    """JSON: the reason, the topic and the original payload (base64 when it is not UTF-8), in at most *max_bytes*.
+
+    The whole original is carried whenever the dead letter fits the broker's packet limit.
+    When it does not (a huge garbage message: JSON escaping or base64 makes it up to six
+    times bigger), the dead letter says so (``payload_truncated``) and carries the
+    original's length, its sha256 and its first 64 KiB — a dead letter the broker
+    refuses would drop our connection, and the original would come back for ever.
+    """
     reason = "; ".join(msg.problems) if len(msg.problems) <= 5 else (
         "; ".join(msg.problems[:5]) + f"; … {len(msg.problems) - 5} more")
     body: dict[str, object] = {
@@ -154,11 +207,25 @@ def deadletter_payload(msg: Message, client_id: str) -> bytes:
     }
     if msg.refused_lines:
         body["refused_lines"] = msg.refused_lines
-    try:
-        body["payload"] = msg.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        body["payload_base64"] = base64.b64encode(msg.payload).decode("ascii")
-    return json.dumps(body, ensure_ascii=True).encode("ascii")
+    data = json.dumps({**body, **_payload_fields(msg.payload, cut=False)}, ensure_ascii=True).encode("ascii")
+    if len(data) <= max_bytes:
+        return data
+    body["reason"] = reason[:2000]
+    if len(msg.refused_lines) > DEADLETTER_MAX_REFUSED_LINES:
+        body["refused_lines"] = msg.refused_lines[:DEADLETTER_MAX_REFUSED_LINES]
+        body["refused_lines_total"] = len(msg.refused_lines)
+    body.update(payload_truncated=True, payload_bytes=len(msg.payload),
+                payload_sha256=hashlib.sha256(msg.payload).hexdigest())
+    head = DEADLETTER_HEAD_BYTES
+    while True:
+        data = json.dumps({**body, **_payload_fields(msg.payload[:head], cut=True)},
+                          ensure_ascii=True).encode("ascii")
+        if len(data) <= max_bytes or head == 0:
+            return data
+        head //= 2
+        if head < 64:
+            head = 0
+            body.pop("refused_lines", None)
 
 
 class _DeadLetterLog:
@@ -212,6 +279,9 @@ class Ingest:
     """MQTT → InfluxDB. ``run(stop)`` blocks until *stop* is set."""
 
     def __init__(self, config: IngestConfig, writer: InfluxWriter | None = None) -> None:
+        # APScheduler logs two INFO lines per job run ("Running job …", "… executed successfully"):
+        # every 5 minutes for the rollup, every minute for the health. Not state changes.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self.config = config
         self.writer = writer if writer is not None else make_writer(config.influxdb)
         self.stats = IngestStats()
@@ -225,6 +295,17 @@ class Ingest:
         self._deadletter_topic = deadletter_topic(config.topic_root)
         self._deadletter_log = _DeadLetterLog(time.monotonic)
         self._influx_down_since: float | None = None
+        self._max_packet_bytes = DEFAULT_MAX_PACKET_BYTES
+        """The broker's Maximum Packet Size (CONNACK), or our default when it states none."""
+        self._puback_lock = threading.Lock()
+        self._puback: dict[int, mqtt.ReasonCode] = {}
+        """PUBACK reason code per message id of our publishes (set on paho's thread, read by the writer)."""
+        self._deadletters_refused = False
+        """The broker refused a dead letter (ACL?) and no dead letter got through since: logged once."""
+        self._connected_at = 0.0
+        self._outage_since: float | None = None
+        """Set when the broker connection dropped, cleared once a new one lasted STABLE_CONNECTION_S."""
+        self._outage_drops = 0
         self._client = self._make_client()
         # The rollup writes through a writer of its own: the ingest's keeps one HTTP
         # connection that only the ingest loop may use (http.client is not thread-safe).
@@ -270,6 +351,7 @@ class Ingest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         return client
 
     def _on_connect(
@@ -283,8 +365,12 @@ class Ingest:
         self._generation += 1
         if self._generation > 1:
             self.stats.reconnects += 1
-        log.info("connected to broker %s:%s as %s (session %s)", self.config.broker.host,
-                 self.config.broker.port, self.client_id, "resumed" if flags.session_present else "new")
+        self._connected_at = time.monotonic()
+        limit = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
+        self._max_packet_bytes = int(limit) if limit else DEFAULT_MAX_PACKET_BYTES
+        if self._outage_drops <= 1:  # first connection, or the first reconnect of an outage
+            log.info("connected to broker %s:%s as %s (session %s)", self.config.broker.host,
+                     self.config.broker.port, self.client_id, "resumed" if flags.session_present else "new")
         topics = subscription_topics(self.config.topic_root, self.config.subscription.group)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
         self._connected.set()
@@ -297,7 +383,8 @@ class Ingest:
         if refused:
             log.error("broker refused the subscription(s): %s (check the ingest user's ACL)", ", ".join(refused))
             return
-        log.info("subscribed to %d topics as group %s", len(reason_codes), self.config.subscription.group)
+        if self._outage_drops <= 1:
+            log.info("subscribed to %d topics as group %s", len(reason_codes), self.config.subscription.group)
         self.notifier.status(f"subscribed as {self.client_id}, group {self.config.subscription.group}")
         self.subscribed.set()
 
@@ -306,14 +393,48 @@ class Ingest:
         reason_code: mqtt.ReasonCode, properties: Properties | None,
     ) -> None:
         if self._connected.is_set() and not self._stopping:
+            self._note_connection_lost(reason_code)
+        self._connected.clear()
+
+    def _note_connection_lost(self, reason_code: mqtt.ReasonCode) -> None:
+        """One warning when an outage starts, one more if the broker keeps dropping us right
+        after each reconnect (a loop), never one per reconnect."""
+        now = time.monotonic()
+        if self._outage_since is not None and now - self._connected_at >= STABLE_CONNECTION_S:
+            self._outage_since, self._outage_drops = None, 0  # that connection was good: a new outage
+        self._outage_drops += 1
+        if self._outage_since is None:
+            self._outage_since = now
             log.warning("lost the broker connection (%s); reconnecting, unacknowledged messages will be redelivered",
                         reason_code)
-        self._connected.clear()
+        elif self._outage_drops == 2:
+            log.warning("the broker dropped the connection again %.0f s after reconnecting (%s); "
+                        "further drops are counted, not logged, until a connection lasts %.0f s "
+                        "(another client with client_id %s? a packet over the broker's limit?)",
+                        now - self._connected_at, reason_code, STABLE_CONNECTION_S, self.client_id)
+
+    def _check_connection_stable(self, now: float) -> None:
+        """Called by the decode loop: ends an outage once a connection has lasted long enough."""
+        if (self._outage_since is not None and self._connected.is_set()
+                and now - self._connected_at >= STABLE_CONNECTION_S):
+            if self._outage_drops > 1:
+                log.info("broker connection stable again after %d drops in %.0f s", self._outage_drops,
+                         now - self._outage_since)
+            self._outage_since, self._outage_drops = None, 0
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int,
+        reason_code: mqtt.ReasonCode, properties: Properties | None,
+    ) -> None:
+        # paho calls this before it marks the message published: the code is there when is_published().
+        # At most 65 535 entries (message ids wrap); the writer pops the ids it waits for.
+        with self._puback_lock:
+            self._puback[mid] = reason_code
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
         self._inbox.put(Message(self._generation, message.mid, message.qos, message.topic,
-                                bytes(message.payload), int(time.time() * 1000)))
+                                bytes(message.payload), int(time.time() * 1000), bool(message.retain)))
 
     def _ack(self, msg: Message) -> None:
         if msg.qos == 0:
@@ -464,6 +585,7 @@ class Ingest:
         last_at = 0.0
         while not stop.is_set():
             now = self._loop_beat = time.monotonic()
+            self._check_connection_stable(now)
             if batch.messages:
                 wait = max(0.0, min(first_at + cfg.max_delay, last_at + IDLE_FLUSH_S) - now)
             else:
@@ -508,12 +630,25 @@ class Ingest:
 
     def _decode(self, msg: Message) -> tuple[str, ...]:
         self.stats.messages += 1
+        if msg.retain and self._is_status(msg.topic):
+            # The broker re-sends the retained status on every (re)subscribe; stamped with
+            # the receive time it would write a fresh `up` row that never happened.
+            self.stats.retained_status_skipped += 1
+            return ()
         decoded = message_to_points(msg.topic, msg.payload, msg.received_ms, self.config.topic_root,
                                     self.config.max_payload_bytes)
         msg.site = decoded.site
         msg.problems.extend(decoded.problems)
         msg.oldest_counter_ms = decoded.oldest_counter_ms
         return decoded.lines
+
+    def _beat_write(self) -> None:
+        """The writer thread is making progress (each request of a bisection counts)."""
+        self._write_beat = time.monotonic()
+
+    def _is_status(self, topic: str) -> bool:
+        parsed = parse_topic(topic, self.config.topic_root)
+        return parsed is not None and parsed[1] == "status"
 
     def _flush(self, batch: Batch, stop: threading.Event) -> None:
         """Write, dead-letter, then acknowledge the batch's messages.
@@ -525,7 +660,7 @@ class Ingest:
         while True:
             self._write_beat = time.monotonic()
             try:
-                rejected = self.writer.write_lines(batch.lines) if batch.lines else []
+                rejected = self.writer.write_lines(batch.lines, progress=self._beat_write) if batch.lines else []
                 self.stats.writes += 1 if batch.lines else 0
                 break
             except WriteUnavailable as exc:
@@ -554,7 +689,12 @@ class Ingest:
             self.late.note(min(late))
         dead = [m for m in batch.messages if m.problems]
         if dead and not self._publish_deadletters(dead, stop):
-            self.stats.settled += len(batch.messages)  # the broker redelivers them
+            # The dead ones stay unacknowledged (the broker redelivers them on the next
+            # connection); the clean ones are written: acknowledged if the connection allows.
+            for msg in batch.messages:
+                if not msg.problems:
+                    self._ack(msg)
+            self.stats.settled += len(batch.messages)
             return
         for msg in batch.messages:
             self._ack(msg)
@@ -563,13 +703,19 @@ class Ingest:
     def _publish_deadletters(self, dead: list[Message], stop: threading.Event) -> bool:
         """Publish every dead letter at QoS 1 and wait for the broker's PUBACKs before acking originals.
 
-        False when the connection dropped first: the originals stay unacknowledged and the
-        broker redelivers them (the dead letter may then be published twice, never zero times).
+        False when the connection dropped first, or when the broker refused a dead letter
+        (PUBACK reason code >= 0x80, e.g. 0x87 when the ingest user may not write on
+        ``<root>/_deadletter``): the originals stay unacknowledged — the broker redelivers
+        them on the next connection — rather than be acknowledged and lost. A dead letter
+        may then be published twice, never zero times.
         """
+        budget = self._max_packet_bytes - PACKET_OVERHEAD_BYTES
         infos = []
         for msg in dead:
             self._deadletter_log.note(msg.site, msg.problems[0])
-            infos.append(self._client.publish(self._deadletter_topic, deadletter_payload(msg, self.client_id), qos=1))
+            infos.append(self._client.publish(self._deadletter_topic,
+                                              deadletter_payload(msg, self.client_id, budget), qos=1))
+        refused: list[mqtt.ReasonCode] = []
         for info in infos:
             try:
                 while not info.is_published():
@@ -579,5 +725,20 @@ class Ingest:
                     self._write_beat = time.monotonic()
             except (ValueError, RuntimeError):  # not sent: no connection
                 return False
+            with self._puback_lock:
+                code = self._puback.pop(info.mid, None)
+            if code is not None and code.is_failure:
+                refused.append(code)
+        if refused:
+            self.stats.deadletters_refused += len(refused)
+            if not self._deadletters_refused:
+                self._deadletters_refused = True
+                log.error("the broker refused %d dead letter(s) on %s (%s): their %d original message(s) stay "
+                          "unacknowledged; let the ingest user write on %s (ACL) and restart the ingest",
+                          len(refused), self._deadletter_topic, refused[0], len(dead), self._deadletter_topic)
+            return False
+        if self._deadletters_refused:
+            self._deadletters_refused = False
+            log.info("the broker accepts dead letters on %s again", self._deadletter_topic)
         self.stats.deadletters += len(dead)
         return True
