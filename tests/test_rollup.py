@@ -325,3 +325,38 @@ def test_job_from_ingest_config_with_either_api_and_the_ingest_writer(server: In
     assert job.timezone == "Europe/Paris" and job.reference_wh_per_year is None
     assert job.run_once(now) == 8
     assert _daily(server, db) == first
+
+
+def test_scheduled_job_across_a_long_gap_writes_what_a_backfill_writes(server: InfluxServer, db: str) -> None:
+    """A meter silent from day 1 noon to day 4 noon: the 5-minute job, run as the readings arrive,
+    must give days 1 and 2 their share of the gap, as a backfill does (not only days 3 and 4)."""
+    day0 = date(2026, 5, 10)
+    start, gap_from, gap_to = local_s(day0, 0), local_s(day0 + timedelta(days=1), 12), local_s(day0 + timedelta(days=4), 12)
+    end = local_s(day0 + timedelta(days=5), 18)
+    power_w = 1800.0  # constant import: every day's truth is power x hours
+    readings = [(t, 500_000.0 + power_w * (t - start) / 3600) for t in range(start, end, POLL_S)
+                if not gap_from < t < gap_to]
+    client = InfluxQLClient(server.url, db)
+    write = line_writer(client)
+    job = Rollup(client, write, TZ)
+    stored = 0
+    for now_s in range(start + 3600, end + 1, 2 * 3600):  # the job every 2 h as the readings arrive
+        fresh = [r for r in readings[stored:] if r[0] <= now_s]
+        if fresh:
+            status, body = server.write_lines(db, [_line("meter", "mairie", "compteur", {"energy_import_wh": v}, t)
+                                                   for t, v in fresh])
+            assert status == 204, body
+            stored += len(fresh)
+        job.run_once(now=datetime.fromtimestamp(now_s, ZONE))
+    scheduled = _daily(server, db)
+    server.query("DROP MEASUREMENT energy_daily", db)
+    run_rollup(client, write, day0, day0 + timedelta(days=5), TZ)
+    backfill = _daily(server, db)
+    assert scheduled.keys() == backfill.keys()
+    for key, fields in backfill.items():
+        assert scheduled[key] == pytest.approx(fields, abs=1e-6), key
+    days = local_days(day0, day0 + timedelta(days=5), TZ)
+    full_days = [rows["import_wh"] for d in days[1:5] for k, rows in scheduled.items() if k == ("mairie", d.start_ms)]
+    assert full_days == pytest.approx([power_w * 24] * 4, abs=WH_TOLERANCE)  # the gap, split linearly, is exact here
+    assert job._gaps_done  # the gap was seen ...
+    assert job.run_once(now=datetime.fromtimestamp(end, ZONE)) == 4  # ... and is not extended again: 2 days x 2 rows

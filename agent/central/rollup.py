@@ -69,6 +69,17 @@ only scan of raw points (``difference()``) runs inside InfluxDB.
 The readings of day D determine its row together with the nearest reading
 before D and after D, whatever window a run covers: a backfill, the 5-minute
 job and a re-run all write the same values.
+
+The 5-minute job covers yesterday and today, which is enough as long as a
+counter's gaps are short: an interval across midnight is closed while both
+its days are still in the window. A longer gap (a meter silent from day 1
+noon to day 4 noon) is closed by a reading when its first days have left the
+window, and its share of days 1 and 2 would never be written. So before each
+run the job asks, per counter series, for the last reading before the window
+and the first inside it; when they are more than ``days_back`` local days
+apart, the run reaches back to the day of the earlier one (at most
+``max_gap``, 45 days, like every interval). Each such gap is extended once
+per process, not at every run while its closing reading stays in the window.
 """
 
 from __future__ import annotations
@@ -464,20 +475,61 @@ class Rollup:
     timezone: str = DEFAULT_TIMEZONE
     reference_wh_per_year: float | None = None
     days_back: int = 1
+    max_gap: timedelta = DEFAULT_MAX_GAP
     failing: bool = field(default=False, init=False)
+    _gaps_done: frozenset[tuple[str, str, str, int]] = field(default=frozenset(), init=False, repr=False)
+    """Gaps (site, device, counter field, time of the reading before) already extended back to."""
 
     def run_once(self, now: datetime | None = None, since: date | None = None) -> int:
-        """Compute and write the last ``days_back`` days (or from *since* if earlier) and today; raise on failure."""
+        """Compute and write the last ``days_back`` days (or from *since* if earlier) and today; raise on failure.
+
+        Reaches further back when a counter's gap that ends in the window began before it
+        (module docstring): the days of the gap get their share as a backfill would give them.
+        """
         today = today_in(self.timezone, now)
         first = today - timedelta(days=self.days_back)
-        return run_rollup(
-            self.client,
-            self.write,
-            min(first, since) if since is not None else first,
-            today,
-            self.timezone,
-            self.reference_wh_per_year,
-        )
+        if since is not None:
+            first = min(first, since)
+        gap_day, gaps = self._long_gaps(first, today)
+        if gap_day is not None and gap_day < first:
+            log.info("rollup: a counter gap ends in %s..%s; recomputing from %s", first, today, gap_day)
+            first = gap_day
+        written = run_rollup(self.client, self.write, first, today, self.timezone, self.reference_wh_per_year,
+                             max_gap=self.max_gap)
+        self._gaps_done = gaps
+        return written
+
+    def _long_gaps(self, first: date, today: date) -> tuple[date | None, frozenset[tuple[str, str, str, int]]]:
+        """The local day of the earliest not-yet-extended long gap closed in first..today, and all such gaps."""
+        zone = ZoneInfo(self.timezone)
+        start = day_start_ms(first, zone)
+        end = day_start_ms(today + timedelta(days=1), zone)
+        max_gap_ms = int(self.max_gap.total_seconds() * 1000)
+        statements = []
+        for counter in COUNTERS:
+            m, f = quote_ident(counter.measurement), quote_ident(counter.field)
+            statements.append(f"SELECT last({f}) FROM {m} WHERE {_where_time(start - max_gap_ms, start)} "
+                              "GROUP BY site, device")
+            statements.append(f"SELECT first({f}) FROM {m} WHERE {_where_time(start, end)} GROUP BY site, device")
+        results = self.client.query_many(statements)
+        earliest: date | None = None
+        gaps = set()
+        for k, counter in enumerate(COUNTERS):
+            before = {key: samples[0] for s in results[2 * k]
+                      if (key := _series_key(s)) is not None and (samples := _samples(s))}
+            for s in results[2 * k + 1]:
+                key, samples = _series_key(s), _samples(s)
+                if key is None or not samples or key not in before:
+                    continue
+                before_day = datetime.fromtimestamp(before[key][0] / 1000, zone).date()
+                closing_day = datetime.fromtimestamp(samples[0][0] / 1000, zone).date()
+                if (closing_day - before_day).days <= self.days_back:
+                    continue  # closed while its first day was still in the job's window
+                gap = (key[0], key[1], counter.field, before[key][0])
+                gaps.add(gap)
+                if gap not in self._gaps_done and (earliest is None or before_day < earliest):
+                    earliest = before_day
+        return earliest, frozenset(gaps)
 
     def __call__(self, now: datetime | None = None, since: date | None = None) -> int:
         try:
