@@ -31,10 +31,13 @@ from agent.devices.sunspec_mapping import (
     MPPT_MODEL,
     NAMEPLATE_MODEL,
     BoundField,
+    CompiledField,
     FieldMap,
     active_bits,
     bind_fixed,
     bind_repeating,
+    compile_fields,
+    decode_compiled,
     decode_fields,
 )
 from agent.devices.sunspec_models import model_def
@@ -129,6 +132,25 @@ class _Layout:
         return [span for b in bound for span in b.spans(self.table, max_registers)]
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """A layout compiled against the read plan: what one poll decodes (see ``compile_fields``)."""
+
+    requests: tuple[tuple[int, int], ...]
+    """(address, count) of each request of the plan, in order."""
+    fields: tuple[CompiledField, ...]
+    strings: tuple[tuple[CompiledField, ...], ...]
+
+
+def _compile_plan(layout: _Layout, plan: list[ReadRequest]) -> _Compiled:
+    requests = [(r.address, r.count) for r in plan if r.table == layout.table]
+    return _Compiled(
+        tuple(requests),
+        compile_fields(layout.fields, requests),
+        tuple(compile_fields(module, requests) for module in layout.strings),
+    )
+
+
 def _compile(kind: DeviceKind, device: LogicalDevice, table: Table) -> _Layout:
     monitoring_ids = INVERTER_MODELS if kind == "inverter" else METER_MODELS
     block = device.first(monitoring_ids)
@@ -180,6 +202,7 @@ class SunSpecDriver:
         self.max_registers = max_registers
         self.max_gap = max_registers if max_gap is None else max_gap
         self._layout: _Layout | None = None
+        self._compiled: _Compiled | None = None
         self._plan: list[ReadRequest] = []
         self.identity: DeviceIdentity | None = None
 
@@ -197,6 +220,7 @@ class SunSpecDriver:
         device = devices[self.logical_device - 1]
         layout = _compile(self.kind, device, chain.table)
         self._plan = plan_reads(layout.spans(self.max_registers), self.max_registers, self.max_gap)
+        self._compiled = _compile_plan(layout, self._plan)
         self._layout = layout
         self.identity = identity_of(chain, device)
         log.info(
@@ -226,16 +250,25 @@ class SunSpecDriver:
         layout = self._layout
         if layout is None:
             raise RuntimeError(f"device {self.name}: decode() called before discover()")
-        fields = decode_fields(layout.fields, block, layout.table)
+        table = layout.table
+        compiled = self._compiled
+        chunks = [block.get(table, a, n) for a, n in compiled.requests] if compiled is not None else [None]
+        if compiled is not None and None not in chunks:  # the plan was read in full: the compiled path
+            fields = decode_compiled(compiled.fields, chunks, block, table)  # type: ignore[arg-type]
+            modules = [decode_compiled(m, chunks, block, table) for m in compiled.strings]  # type: ignore[arg-type]
+        else:  # a block from elsewhere (tools, tests): the reference path, field by field
+            fields = decode_fields(layout.fields, block, table)
+            modules = [decode_fields(m, block, table) for m in layout.strings]
         readings = [Reading(device=self.name, kind=self.kind, ts=ts_ms, fields=fields)]
-        for index, module in enumerate(layout.strings, start=1):
-            string_fields = decode_fields(module, block, layout.table)
+        for index, string_fields in enumerate(modules, start=1):
             if string_fields:  # a module that reports nothing is not a reading
                 readings.append(Reading(device=self.name, kind="mppt", ts=ts_ms, fields=string_fields, string=str(index)))
         events: dict[str, str] = {}
-        for bound in layout.fields:
-            if bound.field == "events" and isinstance(fields.get("events"), int):
-                events.update(active_bits(bound.point, int(fields["events"]), layout.model_id))
+        event_bits = fields.get("events")
+        if event_bits and isinstance(event_bits, int):  # no bit set: nothing to name
+            for bound in layout.fields:
+                if bound.field == "events":
+                    events.update(active_bits(bound.point, event_bits, layout.model_id))
         state = fields.get("state")
         state = int(state) if state is not None else None
         if state == STATE_FAULT:

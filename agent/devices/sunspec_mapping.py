@@ -220,6 +220,118 @@ def decode_fields(bound: Iterable[BoundField], block: RegisterBlock, table: Tabl
     return out
 
 
+# ---------------------------------------------------------------------- compiled decoding
+#
+# ``BoundField.value`` is the reference: readable, one small function per step. A
+# poll of an inverter decodes ~25 values, every poll of every device, so after
+# discovery each bound field is also *compiled* into a flat tuple that says where
+# its registers are among the plan's requests, and :func:`decode_compiled` decodes
+# all of them in one loop with no per-value lookups. It gives exactly the values of
+# ``decode_fields`` (tested on every point type, sentinel and scale factor); any
+# field it cannot place (a value split across two requests, a string) uses the
+# reference path.
+
+_INTEGER_TYPES: dict[str, tuple[int, bool, int]] = {
+    "int16": (1, True, 0x8000),
+    "uint16": (1, False, 0xFFFF),
+    "count": (1, False, 0xFFFF),
+    "acc16": (1, False, 0),
+    "enum16": (1, False, 0xFFFF),
+    "bitfield16": (1, False, 0xFFFF),
+    "sunssf": (1, True, 0x8000),
+    "int32": (2, True, 0x8000_0000),
+    "uint32": (2, False, 0xFFFF_FFFF),
+    "acc32": (2, False, 0),
+    "enum32": (2, False, 0xFFFF_FFFF),
+    "bitfield32": (2, False, 0xFFFF_FFFF),
+}
+"""size, signed, sentinel of the integer types decoded inline (must agree with ``TYPES``)."""
+
+_CONVERSIONS: dict[str, int] = {"number": 0, "int": 1, "power_factor": 2}
+
+CompiledField = tuple
+"""(field, request, offset, size, signed, sentinel, conversion, scalable, sf_request, sf_offset,
+sf_fixed, units, bound) for an integer point; (field, -1, ..., bound) for the reference path."""
+
+
+def _locate(requests: list[tuple[int, int]], address: int, size: int) -> tuple[int, int] | None:
+    """(request index, offset) of registers ``address..address+size-1`` inside one request."""
+    for index, (start, count) in enumerate(requests):
+        if start <= address and address + size <= start + count:
+            return index, address - start
+    return None
+
+
+def compile_fields(bound: Iterable[BoundField], requests: list[tuple[int, int]]) -> tuple[CompiledField, ...]:
+    """Compile bound fields against the plan's requests ((address, count) of one table, in order)."""
+    out: list[CompiledField] = []
+    for b in bound:
+        spec = _INTEGER_TYPES.get(b.point.type)
+        where = _locate(requests, b.address, b.point.size) if spec is not None else None
+        sf_where = _locate(requests, b.sf_address, 1) if b.sf_address is not None else None
+        if spec is None or where is None or spec[0] != b.point.size or (b.sf_address is not None and sf_where is None):
+            out.append((b.field, -1, 0, 0, False, 0, 0, False, -1, 0, None, None, b))
+            continue
+        size, signed, sentinel = spec
+        out.append((
+            b.field, where[0], where[1], size, signed, sentinel, _CONVERSIONS[b.conversion],
+            TYPES[b.point.type].scalable,
+            sf_where[0] if sf_where is not None else -1, sf_where[1] if sf_where is not None else 0,
+            b.sf_fixed, b.point.units, b,
+        ))
+    return tuple(out)
+
+
+def decode_compiled(
+    compiled: tuple[CompiledField, ...], chunks: list[list[int]], block: RegisterBlock, table: Table
+) -> dict[str, float | int]:
+    """What ``decode_fields`` gives, for fields compiled by :func:`compile_fields`.
+
+    ``chunks`` are the registers of each request of the plan, in plan order.
+    """
+    out: dict[str, float | int] = {}
+    for (name, ci, off, size, signed, sentinel, conversion, scalable, sfi, sfo, sf_fixed, units, b) in compiled:
+        if ci < 0:
+            value = b.value(block, table)
+            if value is not None:
+                out[name] = value
+            continue
+        c = chunks[ci]
+        if size == 1:
+            raw = c[off] & 0xFFFF
+        else:
+            raw = (c[off] & 0xFFFF) << 16 | (c[off + 1] & 0xFFFF)
+        if raw == sentinel:
+            continue
+        if signed and raw >= (0x8000 if size == 1 else 0x8000_0000):
+            raw -= 0x10000 if size == 1 else 0x1_0000_0000
+        if conversion == 1:
+            out[name] = raw
+            continue
+        sf = None
+        if scalable:
+            if sfi >= 0:
+                sf = chunks[sfi][sfo] & 0xFFFF
+                if sf == 0x8000:
+                    continue  # a value without its scale factor means nothing
+                if sf >= 0x8000:
+                    sf -= 0x10000
+                if not -10 <= sf <= 10:
+                    continue
+            elif sf_fixed is not None:
+                sf = sf_fixed
+        if sf is None:
+            value = float(raw)
+        elif sf >= 0:
+            value = float(raw * 10**sf)
+        else:
+            value = round(raw * 10.0**sf, -sf)
+        if conversion == 2:
+            value = _power_factor_ratio(value, units, sf)
+        out[name] = value
+    return out
+
+
 def event_code(symbol_name: str) -> str:
     """A stable event code from a SunSpec symbol name.
 

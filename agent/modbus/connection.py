@@ -36,7 +36,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from agent.errors import IllegalAddress, TerrilError, TransportError
 from agent.modbus.backoff import Backoff
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, Table
-from agent.modbus.responses import registers_from_response, transport_error_from
+from agent.modbus.responses import FAST_RESPONSES, registers_from_response, transport_error_from
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ class ModbusLink(ABC):
     async def _ensure_connected(self, where: str) -> ModbusBaseClient:
         if self._client is None:
             self._client = self._new_client()
+            for response_class in FAST_RESPONSES:
+                self._client.register(response_class)
             self._capture_connect_errors(self._client)
             self._client.ctx.trace_connect = self._on_connection_change
         client = self._client

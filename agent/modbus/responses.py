@@ -27,8 +27,11 @@ unreachable.
 
 from __future__ import annotations
 
+import struct
+
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
 from agent.errors import DeviceBusy, IllegalAddress, ModbusExceptionResponse, TransportError
 
@@ -96,3 +99,35 @@ def transport_error_from(exc: BaseException, where: str) -> TransportError:
     else:
         reason = str(exc) or type(exc).__name__
     return TransportError(f"{where}: {reason}")
+
+
+class _RegistersInOneUnpack:
+    """pymodbus 3.16 decodes a register response one ``struct.unpack`` per register and
+    then formats the whole PDU, registers included, for a debug line even when debug
+    logging is off: about a third of its CPU per read. Same result in one unpack, and
+    a short ``str`` (no register dump)."""
+
+    registers: list[int]
+
+    def decode(self, data: bytes) -> None:
+        if (data_len := int(data[0])) >= len(data):
+            raise ModbusIOException(
+                f"byte_count {data_len} > length of packet {len(data)}",
+                function_code=self.function_code,  # type: ignore[attr-defined]
+            )
+        self.registers = list(struct.unpack_from(f">{data_len // 2}H", data, 1))
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(dev_id={self.dev_id}, transaction_id={self.transaction_id}, " \
+               f"{len(self.registers)} registers)"  # type: ignore[attr-defined]
+
+
+class FastReadHoldingRegistersResponse(_RegistersInOneUnpack, ReadHoldingRegistersResponse):
+    """Function 3 response, decoded in one unpack (register it with ``client.register``)."""
+
+
+class FastReadInputRegistersResponse(_RegistersInOneUnpack, ReadInputRegistersResponse):
+    """Function 4 response, decoded in one unpack (register it with ``client.register``)."""
+
+
+FAST_RESPONSES = (FastReadHoldingRegistersResponse, FastReadInputRegistersResponse)
