@@ -62,3 +62,33 @@ def test_other_root_and_foreign_topics_are_refused() -> None:
 def test_lone_surrogate_in_text_is_refused_not_crashing_the_writer() -> None:
     payload = (b'{"v":1,"site":"a","device":"d","ts":%d,"code":"X","active":true,"text":"\\ud800"}' % NOW)
     assert message_to_points("terril/a/events", payload, NOW).reason == "text holds characters that are not valid Unicode"
+
+
+_PARSER_CASES = [
+    *(sorted((p / "payload.json").read_bytes() for p in CASES.iterdir() if p.is_dir())),
+    b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":1e400}}]}' % NOW,
+    b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":NaN}}]}' % NOW,
+    b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":%d}}]}' % (NOW, 2**70),
+    b'{"v":1,"site":"a","readings":[{"device":"d","kind":"meter","ts":%d,"fields":{"power_w":-0}}]}' % NOW,
+    b'{"v":1,"site":"a","device":"d","ts":%d,"code":"X","active":true,"text":"\\ud800"}' % NOW,
+    b"[" * 5000 + b"]" * 5000,
+    b"\xef\xbb\xbf{}",
+    b'{"v":1,"v":1,"site":"a","readings":[]}',
+    b"\xff not utf-8",
+]
+
+
+@pytest.mark.parametrize("payload", _PARSER_CASES)
+def test_orjson_and_the_standard_parser_give_the_same_result(payload: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """orjson is an optional speed-up of the central side: with or without it, the same lines and reasons."""
+    import agent.central.validate as validate
+
+    pytest.importorskip("orjson")
+    for topic in ("terril/a/readings", "terril/a/events"):
+        fast = validate.message_to_points(topic, _subst(payload.decode("utf-8", "replace")).encode()
+                                          if payload.isascii() else payload, NOW)
+        with monkeypatch.context() as m:
+            m.setattr(validate, "_orjson", None)
+            plain = validate.message_to_points(topic, _subst(payload.decode("utf-8", "replace")).encode()
+                                               if payload.isascii() else payload, NOW)
+        assert (fast.lines, fast.problems, fast.site) == (plain.lines, plain.problems, plain.site)

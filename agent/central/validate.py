@@ -96,7 +96,20 @@ def _no_constants(name: str) -> float:
     raise _Invalid(f"JSON constant {name} is not allowed")
 
 
+try:  # optional speed-up of the central side (the `central` extra); the agent never needs it
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the installation
+    _orjson = None
+
+
 def _parse_json(payload: bytes) -> Any:
+    """The payload as JSON. orjson (when installed) parses the valid ones about 2x faster;
+    anything it refuses goes through the standard parser, which names the problem."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(payload)
+        except _orjson.JSONDecodeError:
+            pass  # the standard parser below gives the reason (or accepts what orjson's limits refuse)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
