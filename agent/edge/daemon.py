@@ -2,12 +2,14 @@
 
 Wiring, in the order of a reading's life::
 
-    APScheduler job per device ─▶ DevicePoller.poll ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
+    APScheduler job per interval ─▶ task per device: DevicePoller.poll ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
         ─▶ Spool (SQLite, one transaction per batch) ─▶ Publisher (MQTT 5, QoS 1)
         ─▶ PUBACK success ─▶ row deleted
 
-Devices with the same interval are polled at the same instants (their jobs
-share a start time), and the polls that end together are spooled in one SQLite
+Devices with the same interval are polled at the same instants: one scheduler
+job per interval starts one task per device (a device whose previous poll is
+still running is skipped, so a poll never overlaps itself, and each device keeps
+its own back-off). The polls that end together are spooled in one SQLite
 transaction and published as one ``readings`` message: the batch is handed to
 the forwarder as soon as every running poll has ended, and at the latest
 ``COALESCE_S`` after its first poll ended, so a silent device (one timeout)
@@ -59,6 +61,9 @@ log = logging.getLogger("agent")
 COALESCE_S = 0.25
 """Longest time a finished poll waits in RAM for the others before the batch is spooled."""
 
+STOP_POLLS_WAIT_S = 2.0
+"""At stop, how long polls in flight may take to end before they are cancelled."""
+
 
 def publisher_options(config: AgentConfig) -> PublisherOptions:
     """Map the ``broker`` section onto the MQTT link's options (the password stays a secret)."""
@@ -102,6 +107,8 @@ class Agent:
         """Polls that ended and wait to be spooled together (see the module docstring)."""
         self._flush_timer: asyncio.TimerHandle | None = None
         self._polls_running = 0
+        self._poll_tasks: dict[str, asyncio.Task[None]] = {}
+        """The running poll of each device, by name."""
 
     # ------------------------------------------------------------------ documents
 
@@ -145,6 +152,16 @@ class Agent:
             self.publisher.publish_info()
 
     # ------------------------------------------------------------------ jobs
+
+    async def start_polls(self, pollers: list[DevicePoller]) -> None:
+        """One tick of an interval: start a poll task for each device not still busy with its last one."""
+        loop = asyncio.get_running_loop()
+        for poller in pollers:
+            if poller.name in self._poll_tasks:
+                continue  # still polling (a slow device): skip this tick, as APScheduler's max_instances=1 would
+            task = loop.create_task(self.poll_device(poller))
+            self._poll_tasks[poller.name] = task
+            task.add_done_callback(lambda _t, name=poller.name: self._poll_tasks.pop(name, None))
 
     async def poll_device(self, poller: DevicePoller) -> None:
         """One scheduled poll. Never raises: an unexpected failure is logged once and counted."""
@@ -247,20 +264,23 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         self.publisher.start()
         self.forwarder.start()
-        # One start for every device: devices with the same interval poll at the same
+        # One start for every interval: devices with the same interval poll at the same
         # instants, and their polls are spooled and published together.
         start = _soon(0.5)
+        groups: dict[float, list[DevicePoller]] = {}
         for poller in self.pollers:
+            groups.setdefault(poller.interval_s, []).append(poller)
+        for interval, pollers in sorted(groups.items()):
             self.scheduler.add_job(
-                self.poll_device,
+                self.start_polls,
                 "interval",
-                seconds=poller.interval_s,
+                seconds=interval,
                 start_date=start,
-                args=[poller],
-                id=f"poll:{poller.name}",
-                max_instances=1,  # a poll never overlaps itself
+                args=[pollers],
+                id=f"poll:every-{interval:g}s",
+                max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(poller.interval_s)),
+                misfire_grace_time=max(1, int(interval)),
                 next_run_time=start,
             )
         self.scheduler.add_job(self.publish_health, "interval", seconds=self.config.health.interval, id="health",
@@ -283,6 +303,12 @@ class Agent:
         log.info("agent stopping")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        running = list(self._poll_tasks.values())
+        if running:  # let polls in flight end (their readings are spooled below), but not for long
+            _, late = await asyncio.wait(running, timeout=STOP_POLLS_WAIT_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.pool.close()
         self.flush()  # polls that ended and are not spooled yet
         self.forwarder.stop()
