@@ -193,3 +193,26 @@ def test_rows_spooled_by_a_previous_run_are_sent_by_the_next(
         second.wait_spool_empty()
     finally:
         second.stop()
+
+
+def test_a_failing_spool_is_logged_once_not_once_per_retry(
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = Agent(tmp_path, mosquitto.port)
+    agent.spool.append([SpoolItem("readings", T0, Reading("ond-0", "inverter", T0, {}).to_dict())])
+    agent.forwarder.error_retry_s = 0.02
+    agent.spool._db.close()  # every spool call now fails the same way
+    caplog.set_level("ERROR", logger="agent.edge.forwarder")
+    agent.start()
+    try:
+        assert agent.publisher.wait_connected(10)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            agent.forwarder.wake()
+            time.sleep(0.01)
+    finally:
+        agent.forwarder.stop()
+        agent.publisher.stop()
+    failures = [r for r in caplog.records if "forwarder step failed" in r.getMessage()]
+    assert agent.forwarder.step_failures >= 10, "the step is retried"
+    assert len(failures) == 1, [r.getMessage() for r in failures]

@@ -176,3 +176,52 @@ def test_sigkill_never_loses_a_committed_poll(tmp_path: Path, synchronous: str) 
     assert all(per_poll[p] == 5 for p in committed), "every committed poll is complete (one transaction)"
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def fill_and_corrupt(path: Path, spool: Spool, rows: int = 40_000) -> None:
+    """Fill *spool* beyond SQLite's page cache, checkpoint, then overwrite the file's middle with garbage
+    (SD-card corruption under a running agent: the open connection meets it on its next cache miss)."""
+    spool.append([SpoolItem("readings", NOW_MS + i, {"x": "y" * 100, "i": i}) for i in range(rows)])
+    with sqlite3.connect(path) as other:
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    corrupt_file(path)
+
+
+def corrupt_file(path: Path) -> None:
+    """Overwrite all but the first pages with garbage, then commit a small change through another
+    connection: a connection that is open sees the WAL moved, drops its page cache and reads the damage."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(4096 * 10)
+        f.write(random.Random(3).randbytes(size - 4096 * 11))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('test-poke', 1)")
+    other.close()
+
+
+def test_corruption_found_at_runtime_marks_the_spool_broken_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    reasons: list[str] = []
+    spool.on_broken = reasons.append
+    fill_and_corrupt(tmp_path / "spool.db", spool)
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        spool.append([reading(1)])
+    assert spool.broken is not None and "SQLITE_CORRUPT" in spool.broken
+    with pytest.raises(sqlite3.DatabaseError):
+        spool.delete([1, 2])
+    assert len(reasons) == 1, "on_broken is called once, not per failed operation"
+    spool.close()
+
+
+def test_transient_errors_do_not_mark_the_spool_broken(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    holder = sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock: SQLITE_BUSY, transient
+    spool._db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        spool.append([reading(1)])
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert spool.broken is None
+    assert spool.append([reading(2)])
+    spool.close()

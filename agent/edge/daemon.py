@@ -26,7 +26,9 @@ and a slow RS-485 bus never delays a publish.
 Nothing a device, the broker or the network does makes this process exit: every
 job catches its own failures, counts them and logs one line per state change.
 Only a configuration error stops it at start (exit code 2), with every problem
-named.
+named. A spool that cannot be opened, or that becomes unusable while running
+(SD-card corruption), stops it with exit code 1 and one clear line: systemd
+restarts it, and the open-time check moves a corrupt file aside.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ log = logging.getLogger("agent")
 
 COALESCE_S = 0.25
 """Longest time a finished poll waits in RAM for the others before the batch is spooled."""
+
+EXIT_CONFIG = 2
+"""Exit code for a configuration systemd should not retry (``RestartPreventExitStatus=2``)."""
+
+EXIT_FAILURE = 1
+"""Exit code for a failure a restart can cure (a broken spool): ``Restart=on-failure`` restarts."""
 
 STOP_POLLS_WAIT_S = 2.0
 """At stop, how long polls in flight may take to end before they are cancelled."""
@@ -109,6 +117,9 @@ class Agent:
         self._polls_running = 0
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         """The running poll of each device, by name."""
+        self.exit_code = 0
+        """What the process exits with once ``run`` returns (non-zero after a fatal failure)."""
+        self._stop: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ documents
 
@@ -254,14 +265,31 @@ class Agent:
         )
 
     def ping_watchdog(self) -> None:
+        if self.spool.broken is not None:
+            return  # the agent is stopping to restart with a checked spool (logged once by the spool)
         if self.scheduler_healthy():
             self.notifier.watchdog()
         else:
             log.error("a poll job has not run for too long; not pinging the systemd watchdog")
 
+    def _spool_broken(self, reason: str) -> None:
+        """The spool became unusable: stop with a failure so systemd restarts the agent (see the docstring)."""
+        if self.exit_code == 0:
+            self.exit_code = EXIT_FAILURE
+            log.critical("stopping with exit code %d so that systemd restarts the agent and the spool is checked",
+                         EXIT_FAILURE)
+        if self._stop is not None:
+            self._stop.set()
+
     # ------------------------------------------------------------------ life cycle
 
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = stop
+        # The spool may break in the forwarder's thread as well as in this loop's.
+        self.spool.on_broken = lambda reason: loop.call_soon_threadsafe(self._spool_broken, reason)
+        if self.spool.broken is not None:
+            self._spool_broken(self.spool.broken)
         self.publisher.start()
         self.forwarder.start()
         # One start for every interval: devices with the same interval poll at the same
@@ -310,7 +338,10 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.pool.close()
-        self.flush()  # polls that ended and are not spooled yet
+        if self.spool.broken is None:
+            self.flush()  # polls that ended and are not spooled yet
+        elif self._batch:
+            log.error("%d poll(s) not spooled: the spool is unusable", len(self._batch))
         self.forwarder.stop()
         self.publisher.stop()
         self.spool.close()
@@ -355,4 +386,4 @@ async def _main(config: AgentConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)
     await agent.run(stop)
-    return 0
+    return agent.exit_code

@@ -133,6 +133,12 @@ class Forwarder:
         self._inflight_msgs = 0
         self._cursor: dict[SpoolKind, int] = {"readings": 0, "events": 0}
         self._retry_at: float | None = None
+        self.error_retry_s = 5.0
+        """Pause after a failed step (a spool error) before the next try."""
+        self.step_failures = 0
+        """Steps that failed since start (each is retried; only a new kind of error is logged)."""
+        self._failing: str | None = None
+        """The error the last step failed with (logged once), None while steps succeed."""
         self.forwarded_rows = 0
         self._head, self._tail = _envelope(topics.site)
         publisher.add_connection_listener(self._on_link_change)
@@ -173,11 +179,14 @@ class Forwarder:
         self._thread.join()
         self._thread = None
         deadline = time.monotonic() + drain_timeout
-        while self._inflight_msgs > 0 and time.monotonic() < deadline:
-            self._wake.wait(0.05)
-            self._wake.clear()
+        try:
+            while self._inflight_msgs > 0 and time.monotonic() < deadline:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                self._process_completions()
             self._process_completions()
-        self._process_completions()
+        except Exception as exc:  # a broken spool: those rows are sent again by the next run
+            self._failed(exc)
 
     def wake(self) -> None:
         self._wake.set()
@@ -206,10 +215,24 @@ class Forwarder:
             self._wake.clear()
             try:
                 self._step()
-            except Exception:
+            except Exception as exc:
                 # A spool error (disk, SQLite) must not kill the thread: log, back off, retry.
-                log.exception("forwarder step failed; retrying in 5 s")
-                self._stop.wait(5.0)
+                self._failed(exc)
+                self._stop.wait(self.error_retry_s)
+            else:
+                if self._failing is not None:
+                    self._failing = None
+                    log.info("forwarder works again")
+
+    def _failed(self, exc: Exception) -> None:
+        """Log a failure once per kind of error (not once per 5 s retry, for days)."""
+        self.step_failures += 1
+        kind = f"{type(exc).__name__}: {exc}"
+        if kind == self._failing:
+            return
+        self._failing = kind
+        log.error("forwarder step failed (%s); retrying every %g s, logged again only if the error changes",
+                  kind, self.error_retry_s, exc_info=exc)
 
     def _step(self) -> None:
         self._process_completions()

@@ -25,6 +25,12 @@ Design choices, for a Raspberry Pi that runs for years on an SD card:
 * At open, ``PRAGMA quick_check``: a corrupt or unreadable file (SD card
   corruption, a half-written copy) is renamed aside with its -wal/-shm files
   and a fresh spool starts. The agent never crash-loops on its own spool.
+* Corruption found *while running* (``database disk image is malformed`` on an
+  append or a delete) cannot be repaired under a live connection: the spool
+  marks itself ``broken`` and calls ``on_broken`` once; the agent then stops
+  pinging the watchdog and exits non-zero, so systemd restarts it and the
+  open-time check moves the bad file aside. Without that, every poll would be
+  lost from then on while the service looked healthy.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +66,17 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('depth', 0);
 """
+
+BROKEN_ERRORCODES: frozenset[int] = frozenset({10, 11, 26})
+"""SQLite result codes after which a running spool is not usable any more: SQLITE_IOERR (10),
+SQLITE_CORRUPT (11), SQLITE_NOTADB (26). Locked, busy or full (5, 6, 13) are transient."""
+
+
+def is_broken_error(exc: BaseException) -> bool:
+    """True for an SQLite error that only reopening (and checking) the file can cure."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and (code & 0xFF) in BROKEN_ERRORCODES
+
 
 _AGE_SCAN_ROWS = 5000
 """How many of the oldest rows one append inspects for expiry. Rows arrive in poll-time
@@ -133,6 +151,10 @@ class Spool:
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None
         """Where a corrupt spool file was moved at open, if it was."""
+        self.broken: str | None = None
+        """Why the spool stopped being usable while running (see ``on_broken``); None while it is fine."""
+        self.on_broken: Callable[[str], None] | None = None
+        """Called once, from the thread that hit it, when the spool becomes unusable at runtime."""
         self._db = self._open_or_replace()
 
     # ------------------------------------------------------------------ opening
@@ -182,6 +204,41 @@ class Spool:
         with self._lock:
             self._db.close()
 
+    # ------------------------------------------------------------------ runtime failures
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; an SQLite error that means "unusable" marks the spool broken."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as exc:
+                if is_broken_error(exc):
+                    self._mark_broken(exc)
+                raise
+
+    def _mark_broken(self, exc: sqlite3.DatabaseError) -> None:
+        if self.broken is not None:
+            return
+        self.broken = f"{exc} ({exc.sqlite_errorname})"
+        log.critical(
+            "spool %s became unusable while running: %s; the agent must restart so the spool is "
+            "checked and, if corrupt, moved aside", self.path, self.broken,
+        )
+        if self.on_broken is not None:
+            try:
+                self.on_broken(self.broken)
+            except Exception:
+                log.exception("spool on_broken callback failed")
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """ROLLBACK that never hides the error that caused it (it may fail on a corrupt file)."""
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
     # ------------------------------------------------------------------ writing
 
     def append(self, items: Sequence[SpoolItem]) -> list[int]:
@@ -194,8 +251,7 @@ class Spool:
             if item.kind not in SPOOL_KINDS:
                 raise ValueError(f"spool item kind must be one of {SPOOL_KINDS}, got {item.kind!r}")
             rows.append((item.kind, int(item.ts_ms), _compact(item.payload)))
-        with self._lock:
-            db = self._db
+        with self._locked() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("INSERT INTO spool (kind, ts_ms, payload) VALUES (?, ?, ?)", rows)
@@ -207,7 +263,7 @@ class Spool:
                 self._enforce_bounds(db)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback(db)
                 raise
             return ids
 
@@ -237,8 +293,7 @@ class Spool:
         if not id_list:
             return 0
         removed = 0
-        with self._lock:
-            db = self._db
+        with self._locked() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(id_list), 500):
@@ -249,7 +304,7 @@ class Spool:
                 db.execute("UPDATE meta SET value = value - ? WHERE key = 'depth'", (removed,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback(db)
                 raise
         return removed
 
@@ -257,14 +312,14 @@ class Spool:
 
     def oldest(self, limit: int, kind: SpoolKind | None = None, after_id: int = 0) -> list[SpooledItem]:
         """The oldest rows (by id) with ``id > after_id``, optionally of one kind."""
-        with self._lock:
+        with self._locked() as db:
             if kind is None:
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT id, kind, ts_ms, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
                     (after_id, limit),
                 ).fetchall()
             else:
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT id, kind, ts_ms, payload FROM spool WHERE id > ? AND kind = ? ORDER BY id LIMIT ?",
                     (after_id, kind, limit),
                 ).fetchall()
@@ -274,11 +329,11 @@ class Spool:
         """The rows with these ids that are still spooled, in id order."""
         id_list = list(ids)
         out: list[SpooledItem] = []
-        with self._lock:
+        with self._locked() as db:
             for start in range(0, len(id_list), 500):
                 chunk = id_list[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
+                rows = db.execute(
                     f"SELECT id, kind, ts_ms, payload FROM spool WHERE id IN ({marks}) ORDER BY id", chunk
                 ).fetchall()
                 out += [SpooledItem(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
@@ -286,10 +341,10 @@ class Spool:
         return out
 
     def stats(self) -> SpoolStats:
-        with self._lock:
-            depth = int(self._db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0])
-            dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
-            row = self._db.execute("SELECT ts_ms FROM spool ORDER BY id LIMIT 1").fetchone()
+        with self._locked() as db:
+            depth = int(db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0])
+            dropped = int(db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+            row = db.execute("SELECT ts_ms FROM spool ORDER BY id LIMIT 1").fetchone()
         oldest_age = None if row is None else max(0.0, self._clock() - row[0] / 1000.0)
         return SpoolStats(depth=depth, oldest_age_s=oldest_age, dropped=dropped)
 

@@ -1,0 +1,113 @@
+"""The agent as systemd runs it, when its own machinery fails: a spool that breaks while
+running, a spool that cannot be opened, a configuration the link pool refuses.
+
+Each failure must end the process with a non-zero exit code and one clear line
+(systemd then restarts it, or, for a configuration error, waits for a fix),
+never a healthy-looking service that loses every poll, never a traceback loop.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.edge.spool import Spool
+from tests.fixtures.ports import free_port, stop_process
+from tests.test_agent_e2e import TERRIL
+from tests.test_spool import corrupt_file, reading
+
+
+def write_config(tmp_path: Path, sim: Any, **extra: Any) -> Path:
+    config = {
+        "site": {"slug": "eglise", "name": "Église", "peak_power_w": 3000, "latitude": 50.457, "longitude": 2.793},
+        "broker": {"host": "127.0.0.1", "port": free_port()},  # no broker: the spool keeps everything
+        "devices": [{"name": "onduleur", "kind": "inverter", "driver": "sunspec", "unit": 1, "interval": 1,
+                     "transport": {"type": "tcp", "host": sim.host, "port": sim.port}}],
+        "spool": {"path": str(tmp_path / "spool.db")},
+        **extra,
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+class Notified:
+    """A NOTIFY_SOCKET of our own and the agent started against it."""
+
+    def __init__(self, tmp_path: Path, config: Path) -> None:
+        self.sock_path = str(tmp_path / f"notify-{time.monotonic_ns()}.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.sock_path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self.log_path = tmp_path / "agent.log"
+        env = {**os.environ, "NOTIFY_SOCKET": self.sock_path, "WATCHDOG_USEC": "1000000", "PYTHONUNBUFFERED": "1"}
+        env.pop("WATCHDOG_PID", None)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([TERRIL, "agent", "-c", str(config)], env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def collect(self, until: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until(self):
+                return True
+            try:
+                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+        return bool(until(self))
+
+    def count(self, text: str) -> int:
+        return sum(text in m for _, m in self.messages)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        stop_process(self.proc)
+        self.sock.close()
+
+
+def test_spool_corrupted_while_running_exits_nonzero_then_restart_moves_it_aside(
+    tmp_path: Path, sim_factory: Any
+) -> None:
+    sim = sim_factory()
+    spool_path = tmp_path / "spool.db"
+    sound = Spool(spool_path)  # larger than SQLite's page cache, so the agent meets the damage on disk
+    sound.append([reading(i) for i in range(40_000)])
+    sound.close()
+    with sqlite3.connect(spool_path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    agent = Notified(tmp_path, write_config(tmp_path, sim))
+    try:
+        assert agent.collect(lambda a: a.count("WATCHDOG=1") >= 2, timeout=20), agent.log
+        corrupt_file(spool_path)
+        corrupted_at = time.monotonic()
+        assert agent.collect(lambda a: a.proc.poll() is not None, timeout=20), "the agent kept running"
+        assert agent.proc.returncode == 1, agent.log
+        late_pings = [t for t, m in agent.messages if m == "WATCHDOG=1" and t > corrupted_at + 2.5]
+        assert not late_pings, "the watchdog was pinged with a broken spool"
+        log = agent.log
+        assert log.count("became unusable while running") == 1, log
+        assert log.count("Traceback") <= 2, log  # the poll that met it, at most, not one per retry
+    finally:
+        agent.close()
+
+    restarted = Notified(tmp_path, write_config(tmp_path, sim))
+    try:
+        assert restarted.collect(lambda a: a.count("READY=1") >= 1, timeout=20), restarted.log
+        assert "moved it aside" in restarted.log
+        assert list(tmp_path.glob("spool.db.corrupt-*"))
+    finally:
+        restarted.close()
+    assert restarted.proc.returncode == 0
