@@ -5,9 +5,14 @@ Two lanes share one bounded window of messages in flight:
 * the *live lane* carries the poll that was just submitted, so a fresh reading
   reaches the broker within a second or two even while a multi-hour backlog
   drains behind it (one window slot is always kept free for it);
-* the *backlog lane* walks the spool oldest first with a cursor per kind,
-  packing up to ``batch_size`` readings per ``readings`` message (events go one
-  per message on ``events``).
+* the *backlog lane* walks the spool oldest first with one cursor over all
+  rows (readings and events in the order they were spooled), packing up to
+  ``batch_size`` consecutive readings per ``readings`` message (events go one
+  per message on ``events``). Each row is read once per pass: the cursor is a
+  primary-key range (``id > cursor ORDER BY id LIMIT n``), so a fetch costs the
+  rows it returns, whatever the spool's size. (A cursor per kind would make a
+  kind with no row left scan the whole spool on every message: quadratic
+  with a million rows spooled, each scan holding the spool lock.)
 
 Rows in flight are never sent twice by this process at the same time. After a
 reconnect the cursors go back to the start of the spool, so every row that was
@@ -36,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.edge.publisher import Publisher, PublishResult
-from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolKind, SpoolStats
+from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolStats
 from agent.schema import READING_MEASUREMENT, Event, Reading, Topics, readings_payload
 
 log = logging.getLogger(__name__)
@@ -131,7 +136,10 @@ class Forwarder:
         # Owned by the forwarder thread only:
         self._inflight_ids: set[int] = set()
         self._inflight_msgs = 0
-        self._cursor: dict[SpoolKind, int] = {"readings": 0, "events": 0}
+        self._cursor = 0
+        """Highest spool id the backlog lane has fetched in this pass."""
+        self._fetched: deque[SpooledItem] = deque()
+        """Rows fetched by the backlog lane and not sent yet (at most one fetch)."""
         self._retry_at: float | None = None
         self.error_retry_s = 5.0
         """Pause after a failed step (a spool error) before the next try."""
@@ -242,7 +250,8 @@ class Forwarder:
         if self._rewind.is_set() or (self._retry_at is not None and time.monotonic() >= self._retry_at):
             self._rewind.clear()
             self._retry_at = None
-            self._cursor = {"readings": 0, "events": 0}
+            self._cursor = 0
+            self._fetched.clear()
         window = max(2, min(self.max_inflight, self.publisher.receive_maximum - 2))
         # live lane first: it may use the whole window
         while self._live and self._inflight_msgs < window:
@@ -254,7 +263,7 @@ class Forwarder:
             self._send_live(poll)
         # backlog lane: keeps one slot free for the next live poll
         while self._inflight_msgs < window - 1 and not self._stop.is_set():
-            if not self._send_backlog("events") and not self._send_backlog("readings"):
+            if not self._send_backlog():
                 break
 
     def _send_live(self, poll: _LivePoll) -> None:
@@ -272,26 +281,40 @@ class Forwarder:
         """``readings_payload`` around readings that are already compact JSON."""
         return (self._head + ",".join(readings) + self._tail).encode()
 
-    def _send_backlog(self, kind: SpoolKind) -> bool:
-        """Send one backlog message of ``kind``; False when nothing of that kind is left to send."""
-        limit = 1 if kind == "events" else self.batch_size
-        while True:
-            rows = self.spool.oldest(limit, kind, after_id=self._cursor[kind])
-            if not rows:
-                return False
-            self._cursor[kind] = rows[-1].id
-            rows = [r for r in rows if r.id not in self._inflight_ids]
-            if rows:
-                break
+    def _send_backlog(self) -> bool:
+        """Send one backlog message; False when the backlog has nothing left to send in this pass."""
+        if not self._next_fetched():
+            return False
+        fetched = self._fetched
+        if fetched[0].kind == "events":
+            rows = [fetched.popleft()]
+        else:
+            rows = []
+            while len(rows) < self.batch_size and self._next_fetched() and fetched[0].kind == "readings":
+                rows.append(fetched.popleft())
         good = self._readable(rows)
         if not good:
             return True
-        if kind == "events":
+        if good[0].kind == "events":
             self._publish(self.topics.events, good[0].payload.encode(), [good[0].id])
         else:
             self._publish(self.topics.readings, self._readings_message([r.payload for r in good]),
                           [r.id for r in good])
         return True
+
+    def _next_fetched(self) -> bool:
+        """Make the next unsent backlog row the head of ``_fetched``; False at the end of the spool."""
+        fetched = self._fetched
+        while True:
+            while fetched and fetched[0].id in self._inflight_ids:
+                fetched.popleft()  # the live lane sent it meanwhile
+            if fetched:
+                return True
+            rows = self.spool.oldest(self.batch_size, after_id=self._cursor)
+            if not rows:
+                return False
+            self._cursor = rows[-1].id
+            fetched.extend(rows)
 
     def _readable(self, rows: list[SpooledItem]) -> list[SpooledItem]:
         """The rows whose text is a JSON object (the others are removed, loudly): one bad
