@@ -111,3 +111,33 @@ def test_spool_corrupted_while_running_exits_nonzero_then_restart_moves_it_aside
     finally:
         restarted.close()
     assert restarted.proc.returncode == 0
+
+
+def test_a_spool_that_cannot_be_opened_stops_the_agent_with_one_clear_line(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory()
+    config = write_config(tmp_path, sim)
+    (tmp_path / "spool.db").mkdir()  # not openable as a database, and nothing to move aside
+    proc = subprocess.run([TERRIL, "agent", "-c", str(config)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert "spool.db cannot be opened" in output and "left in place" in output, output
+    assert "Traceback" not in output, output
+    assert (tmp_path / "spool.db").is_dir() and not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_a_config_error_while_building_the_agent_exits_2_with_the_report(
+    tmp_path: Path, sim_factory: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    import argparse
+
+    from agent.edge import daemon
+    from agent.errors import ConfigError
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("eglise devices", ["devices[1].transport: timeout 5.0 differs from 3.0"])
+
+    monkeypatch.setattr(daemon, "build_pollers", refuse)  # what the link pool raises on a contradiction
+    code = daemon.run(argparse.Namespace(config=str(write_config(tmp_path, sim_factory())), verbose=False))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "eglise devices: invalid configuration:" in err and "devices[1].transport: timeout" in err

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.edge.spool import Spool, SpoolItem
+from agent.edge.spool import Spool, SpoolItem, SpoolUnavailable
 
 
 NOW_MS = int(time.time() * 1000)
@@ -135,7 +135,7 @@ def test_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
 
 _WRITER = r"""
 import sys, time
-from agent.edge.spool import Spool, SpoolItem
+from agent.edge.spool import Spool, SpoolItem, SpoolUnavailable
 spool = Spool(sys.argv[1], synchronous=sys.argv[2])
 poll = int(sys.argv[3])
 base = int(time.time() * 1000) - poll  # poll numbers become recent millisecond timestamps
@@ -225,3 +225,37 @@ def test_transient_errors_do_not_mark_the_spool_broken(tmp_path: Path) -> None:
     assert spool.broken is None
     assert spool.append([reading(2)])
     spool.close()
+
+
+def test_a_locked_spool_is_not_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    first = Spool(path)
+    first.append([reading(1)])
+    first.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writes to it (a second agent by mistake)
+    try:
+        with pytest.raises(SpoolUnavailable, match=r"database is locked .*left in place"):
+            Spool(path, busy_timeout_s=0.1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("*.corrupt-*")), "a healthy spool was moved aside"
+    assert Spool(path).stats().depth == 1
+
+
+def test_an_unopenable_path_is_reported_not_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    path.mkdir()  # e.g. a mount point or a permission problem: SQLITE_CANTOPEN
+    (path / "keep").write_text("x")
+    with pytest.raises(SpoolUnavailable, match=r"spool .*spool.db cannot be opened: .*CANTOPEN"):
+        Spool(path)
+    assert (path / "keep").exists() and not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"this is not an SQLite file, just garbage on the card" * 100)
+    spool = Spool(path)
+    assert spool.moved_aside is not None and spool.moved_aside.exists()
+    assert spool.stats().depth == 0

@@ -53,7 +53,7 @@ from agent.edge.health import health_metrics
 from agent.edge.poller import DevicePoller, PollResult
 from agent.edge.publisher import Publisher, PublisherOptions
 from agent.edge.sdnotify import SystemdNotifier
-from agent.edge.spool import Spool
+from agent.edge.spool import Spool, SpoolUnavailable
 from agent.errors import ConfigError
 from agent.modbus.pool import LinkPool
 from agent.schema import health_payload, info_payload
@@ -106,10 +106,14 @@ class Agent:
         spool_path = Path(config.spool.path)
         spool_path.parent.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(spool_path, config.spool.max_rows, config.spool.max_age_days * 86400)
-        self.publisher = Publisher(publisher_options(config), info=self.info_document)
-        self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size)
-        self.pool = LinkPool(source=f"{config.site.slug} devices")
-        self.pollers: list[DevicePoller] = build_pollers(config, self.pool, on_identity=self._on_identity)
+        try:
+            self.publisher = Publisher(publisher_options(config), info=self.info_document)
+            self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size)
+            self.pool = LinkPool(source=f"{config.site.slug} devices")
+            self.pollers: list[DevicePoller] = build_pollers(config, self.pool, on_identity=self._on_identity)
+        except BaseException:
+            self.spool.close()
+            raise
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._batch: list[tuple[DevicePoller, PollResult]] = []
         """Polls that ended and wait to be spooled together (see the module docstring)."""
@@ -372,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_agent_config(args.config)
     except ConfigError as exc:
         print(exc.report("configuration"), file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(config.log.level)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -384,6 +388,13 @@ async def _main(config: AgentConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    agent = Agent(config)
+    try:
+        agent = Agent(config)
+    except ConfigError as exc:  # a problem only building the links shows (check-config cannot see it)
+        print(exc.report("configuration"), file=sys.stderr)
+        return EXIT_CONFIG
+    except SpoolUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
     await agent.run(stop)
     return agent.exit_code

@@ -22,9 +22,14 @@ Design choices, for a Raspberry Pi that runs for years on an SD card:
   the forwarder thread (read, delete). Every operation is a few milliseconds;
   SQLite would serialise the writers anyway, and a single connection avoids
   ``database is locked`` retries and keeps the row counter exact.
-* At open, ``PRAGMA quick_check``: a corrupt or unreadable file (SD card
-  corruption, a half-written copy) is renamed aside with its -wal/-shm files
-  and a fresh spool starts. The agent never crash-loops on its own spool.
+* At open, ``PRAGMA quick_check``: a corrupt file (SD card corruption, a
+  half-written copy: SQLite says CORRUPT or NOTADB, or the check finds damage)
+  is renamed aside with its -wal/-shm files and a fresh spool starts. The
+  agent never crash-loops on its own spool. Any *other* failure to open (file
+  locked by another process, disk full, read-only file system, I/O error,
+  permissions) says nothing about the file's content: the spool is left where
+  it is and :class:`SpoolUnavailable` says why (moving a healthy spool aside
+  would hide days of readings from the next start).
 * Corruption found *while running* (``database disk image is malformed`` on an
   append or a delete) cannot be repaired under a live connection: the spool
   marks itself ``broken`` and calls ``on_broken`` once; the agent then stops
@@ -76,6 +81,23 @@ def is_broken_error(exc: BaseException) -> bool:
     """True for an SQLite error that only reopening (and checking) the file can cure."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.DatabaseError) and code is not None and (code & 0xFF) in BROKEN_ERRORCODES
+
+
+CORRUPT_AT_OPEN_ERRORCODES: frozenset[int] = frozenset({11, 26})
+"""SQLITE_CORRUPT and SQLITE_NOTADB: the only open errors that justify moving the file aside."""
+
+
+class SpoolUnavailable(Exception):
+    """The spool cannot be opened for a reason that is not its content (the file is left in place)."""
+
+
+class _CorruptSpool(sqlite3.DatabaseError):
+    """The file opened but its content is damaged (quick_check) or not a spool."""
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, _CorruptSpool) or (code is not None and (code & 0xFF) in CORRUPT_AT_OPEN_ERRORCODES)
 
 
 _AGE_SCAN_ROWS = 5000
@@ -136,6 +158,7 @@ class Spool:
         max_age_s: float = 7 * 86400,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = 30.0,
     ) -> None:
         if max_rows < 1:
             raise ValueError(f"spool max_rows must be at least 1, got {max_rows}")
@@ -148,6 +171,7 @@ class Spool:
         self.max_age_s = max_age_s
         self._synchronous = synchronous
         self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None
         """Where a corrupt spool file was moved at open, if it was."""
@@ -160,20 +184,22 @@ class Spool:
     # ------------------------------------------------------------------ opening
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_timeout_s
+        )
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise sqlite3.DatabaseError(f"cannot switch to WAL journal mode (got {mode})")
+                raise SpoolUnavailable(f"spool {self.path}: cannot switch to WAL journal mode (got {mode})")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA journal_size_limit=8388608")  # truncate the WAL back to 8 MiB after checkpoints
             check = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
             if check != ["ok"]:
-                raise sqlite3.DatabaseError("quick_check: " + "; ".join(str(c) for c in check[:3]))
+                raise _CorruptSpool("quick_check: " + "; ".join(str(c) for c in check[:3]))
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(spool)")}
             if not {"id", "kind", "ts_ms", "payload"} <= columns:
-                raise sqlite3.DatabaseError(f"table spool has unexpected columns {sorted(columns)}")
+                raise _CorruptSpool(f"table spool has unexpected columns {sorted(columns)}")
             # Re-derive the row counter once per open, so it can never drift for long.
             depth = db.execute("SELECT count(*) FROM spool").fetchone()[0]
             db.execute("UPDATE meta SET value = ? WHERE key = 'depth'", (depth,))
@@ -183,22 +209,42 @@ class Spool:
         return db
 
     def _open_or_replace(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolUnavailable(f"spool {self.path}: cannot create its directory: {exc.strerror or exc}") from exc
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                raise self._unavailable(exc) from exc
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._clock()))
             aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.path}{suffix}")
-                if src.exists():
-                    os.replace(src, Path(f"{aside}{suffix}"))
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(f"{self.path}{suffix}")
+                    if src.exists():
+                        os.replace(src, Path(f"{aside}{suffix}"))
+            except OSError as move_error:
+                raise SpoolUnavailable(
+                    f"spool {self.path} is corrupt ({exc}) and cannot be moved aside: {move_error}"
+                ) from move_error
             self.moved_aside = aside
             log.error(
                 "spool %s is unreadable (%s): moved it aside to %s and started an empty spool",
                 self.path, exc, aside,
             )
-            return self._connect()
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as again:
+                raise self._unavailable(again) from again
+
+    def _unavailable(self, exc: sqlite3.DatabaseError) -> SpoolUnavailable:
+        name = getattr(exc, "sqlite_errorname", None)
+        return SpoolUnavailable(
+            f"spool {self.path} cannot be opened: {exc}{f' ({name})' if name else ''}; it was left in place "
+            "(check that no other agent uses it, free space, permissions and the storage)"
+        )
 
     def close(self) -> None:
         with self._lock:
