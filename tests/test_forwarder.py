@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -244,3 +245,32 @@ def test_draining_a_large_spool_reads_each_row_once(tmp_path: Path, mosquitto: M
     # Each row costs some tens of instructions to read and to delete; one scan of the spool
     # would cost over a million. 200 steps of 1,000 per 500-row message is a generous bound.
     assert steps[0] * 1000 / forwarded < 400, (steps[0], forwarded)
+
+
+def test_after_a_refusal_the_backlog_sends_one_probe_per_retry_then_resumes(
+    tmp_path: Path, mosquitto_factory: Callable[..., MosquittoBroker], subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    """An ACL mistake must not re-upload the whole spool every retry period (metered 4G SIM)."""
+    broker = mosquitto_factory(users={"mairie": "pw", "observer": "pw"},
+                               acl="user observer\ntopic read terril/#\n\nuser mairie\ntopic write terril/nowhere")
+    agent = Agent(tmp_path, broker.port, username="mairie", password="pw", batch_size=100, max_inflight=8,
+                  retry_refused_s=1.0)
+    agent.spool.append([SpoolItem("readings", T0 + i, Reading("ond-0", "inverter", T0 + i, {}).to_dict())
+                        for i in range(5000)])  # 50 backlog messages
+    agent.start()
+    try:
+        assert agent.publisher.wait_connected(10)
+        time.sleep(3.6)
+        refused = agent.publisher.refused
+        # the first window (7 backlog messages) goes before the first PUBACK says no; then one probe
+        # per second (the status/info publishes are retained topics, also refused: 2 more)
+        assert 1 <= refused <= 7 + 2 + 4, refused
+        assert agent.spool.stats().depth == 5000
+        # the installer fixes the ACL; mosquitto reloads it on SIGHUP
+        (broker.workdir / "acl").write_text("user observer\ntopic read terril/#\n\nuser mairie\ntopic write terril/mairie/#\n")
+        sub = subscriber_factory(broker.port, username="observer", password="pw")
+        broker.proc.send_signal(signal.SIGHUP)
+        agent.wait_spool_empty(timeout=20)
+        assert len(set(readings_seen(sub.snapshot()))) == 5000
+    finally:
+        agent.stop()

@@ -18,8 +18,12 @@ Rows in flight are never sent twice by this process at the same time. After a
 reconnect the cursors go back to the start of the spool, so every row that was
 in flight when the link dropped is sent again (at least once; the ingest is
 idempotent because the timestamp comes from the edge). A refused message
-(PUBACK >= 0x80, e.g. an ACL mistake) stays in the spool and is retried after
-``retry_refused_s``, so a broker-side fix needs no agent restart.
+(PUBACK >= 0x80, e.g. an ACL mistake) stays in the spool. The backlog lane then
+pauses: after ``retry_refused_s`` it sends *one* probe message (the oldest
+rows), and it resumes the full drain only when the broker accepts that probe.
+So a broker-side fix needs no agent restart, and an ACL mistake costs one
+message per minute on a metered 4G SIM, not the whole spool every minute.
+Live polls keep being sent meanwhile (one message per poll, as always).
 
 Each reading is serialized to compact JSON once, when it is spooled; a
 ``readings`` message is built by joining those stored texts (live and backlog
@@ -128,7 +132,7 @@ class Forwarder:
         self.max_inflight = max_inflight
         self.retry_refused_s = retry_refused_s
         self._live: deque[_LivePoll] = deque(maxlen=live_polls_kept)
-        self._completions: deque[tuple[list[int], PublishResult]] = deque()
+        self._completions: deque[tuple[list[int], PublishResult, bool]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rewind = threading.Event()
@@ -140,7 +144,10 @@ class Forwarder:
         """Highest spool id the backlog lane has fetched in this pass."""
         self._fetched: deque[SpooledItem] = deque()
         """Rows fetched by the backlog lane and not sent yet (at most one fetch)."""
-        self._retry_at: float | None = None
+        self._paused_until: float | None = None
+        """After a refusal: when the backlog lane may send its probe (None: not paused)."""
+        self._probing = False
+        """A probe message is in flight; the backlog lane sends nothing else until its PUBACK."""
         self.error_retry_s = 5.0
         """Pause after a failed step (a spool error) before the next try."""
         self.step_failures = 0
@@ -247,11 +254,9 @@ class Forwarder:
         if not self.publisher.connected:
             self._live.clear()  # those rows are spooled; the backlog lane sends them after reconnect
             return
-        if self._rewind.is_set() or (self._retry_at is not None and time.monotonic() >= self._retry_at):
+        if self._rewind.is_set():
             self._rewind.clear()
-            self._retry_at = None
-            self._cursor = 0
-            self._fetched.clear()
+            self._restart_pass()
         window = max(2, min(self.max_inflight, self.publisher.receive_maximum - 2))
         # live lane first: it may use the whole window
         while self._live and self._inflight_msgs < window:
@@ -262,9 +267,19 @@ class Forwarder:
                 poll.events += more.events
             self._send_live(poll)
         # backlog lane: keeps one slot free for the next live poll
+        if self._paused_until is not None:
+            if not self._probing and time.monotonic() >= self._paused_until and self._inflight_msgs < window - 1:
+                self._restart_pass()  # the refused rows are the oldest: probe with them
+                self._probing = self._send_backlog(probe=True)
+            return
         while self._inflight_msgs < window - 1 and not self._stop.is_set():
             if not self._send_backlog():
                 break
+
+    def _restart_pass(self) -> None:
+        """Walk the spool from its oldest row again (after a reconnect or a refusal)."""
+        self._cursor = 0
+        self._fetched.clear()
 
     def _send_live(self, poll: _LivePoll) -> None:
         inflight = self._inflight_ids
@@ -281,7 +296,7 @@ class Forwarder:
         """``readings_payload`` around readings that are already compact JSON."""
         return (self._head + ",".join(readings) + self._tail).encode()
 
-    def _send_backlog(self) -> bool:
+    def _send_backlog(self, probe: bool = False) -> bool:
         """Send one backlog message; False when the backlog has nothing left to send in this pass."""
         if not self._next_fetched():
             return False
@@ -294,12 +309,12 @@ class Forwarder:
                 rows.append(fetched.popleft())
         good = self._readable(rows)
         if not good:
-            return True
+            return not probe
         if good[0].kind == "events":
-            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id])
+            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id], probe=probe)
         else:
             self._publish(self.topics.readings, self._readings_message([r.payload for r in good]),
-                          [r.id for r in good])
+                          [r.id for r in good], probe=probe)
         return True
 
     def _next_fetched(self) -> bool:
@@ -334,12 +349,12 @@ class Forwarder:
             self.spool.delete(bad)
         return good
 
-    def _publish(self, topic: str, payload: bytes, ids: list[int]) -> None:
+    def _publish(self, topic: str, payload: bytes, ids: list[int], probe: bool = False) -> None:
         self._inflight_ids.update(ids)
         self._inflight_msgs += 1
 
         def done(result: PublishResult) -> None:  # runs in paho's thread (or right here)
-            self._completions.append((ids, result))
+            self._completions.append((ids, result, probe))
             self._wake.set()
 
         self.publisher.publish(topic, payload, qos=1, retain=False, on_done=done)
@@ -347,12 +362,20 @@ class Forwarder:
     def _process_completions(self) -> None:
         acked: list[int] = []
         while self._completions:
-            ids, result = self._completions.popleft()
+            ids, result, probe = self._completions.popleft()
             self._inflight_msgs -= 1
             self._inflight_ids.difference_update(ids)
+            if probe:
+                self._probing = False
             if result.delivered:
                 acked += ids
-            elif result.reason_code is not None and self._retry_at is None:
-                self._retry_at = time.monotonic() + self.retry_refused_s
+                if probe and self._paused_until is not None:
+                    self._paused_until = None
+                    log.info("broker accepted the probe message: draining the backlog again")
+            elif result.reason_code is not None and (probe or self._paused_until is None):
+                if self._paused_until is None:
+                    log.warning("broker refused a message: backlog paused, one probe message every %g s",
+                                self.retry_refused_s)
+                self._paused_until = time.monotonic() + self.retry_refused_s
         if acked:
             self.forwarded_rows += self.spool.delete(acked)
