@@ -141,3 +141,22 @@ def test_a_config_error_while_building_the_agent_exits_2_with_the_report(
     assert code == 2
     err = capsys.readouterr().err
     assert "eglise devices: invalid configuration:" in err and "devices[1].transport: timeout" in err
+
+
+def test_start_timeout_is_extended_only_when_the_spool_is_checked(tmp_path: Path, sim_factory: Any) -> None:
+    config = write_config(tmp_path, sim_factory())
+    for expect_check in (True, False):  # a new spool is checked; after a clean stop it is not
+        agent = Notified(tmp_path, config)
+        try:
+            assert agent.collect(lambda a: a.count("READY=1") >= 1, timeout=20), agent.log
+        finally:
+            agent.close()
+        assert agent.proc.returncode == 0
+        texts = [m for _, m in agent.messages]
+        ready = next(i for i, m in enumerate(texts) if "READY=1" in m)
+        extends = [i for i, m in enumerate(texts) if m.startswith("EXTEND_TIMEOUT_USEC=")]
+        if expect_check:
+            assert extends and extends[0] < ready, texts
+            assert int(texts[extends[0]].split("=")[1]) >= 300_000_000
+        else:
+            assert not extends, texts

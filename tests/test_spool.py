@@ -259,3 +259,26 @@ def test_not_a_database_is_moved_aside(tmp_path: Path) -> None:
     spool = Spool(path)
     assert spool.moved_aside is not None and spool.moved_aside.exists()
     assert spool.stats().depth == 0
+
+
+def test_quick_check_runs_only_after_an_unclean_stop(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    checks: list[int] = []
+    first = Spool(path, before_check=lambda: checks.append(1))
+    assert first.checked and checks == [1], "a new file is checked (nothing says it was closed cleanly)"
+    first.append([reading(1), reading(2)])
+    first.close()
+    clean = Spool(path, before_check=lambda: checks.append(2))
+    assert not clean.checked and checks == [1], "a clean close skips the check"
+    assert clean.stats().depth == 2, "depth comes from the meta table"
+    clean.close()
+    # kill -9 while open: the process dies without close()
+    code = (
+        "import os, sys; from agent.edge.spool import Spool, SpoolItem; "
+        f"s = Spool({str(path)!r}); s.append([SpoolItem('readings', {NOW_MS}, '{{}}')]); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    after_crash = Spool(path, before_check=lambda: checks.append(3))
+    assert after_crash.checked and checks == [1, 3]
+    assert after_crash.stats().depth == 3
+    after_crash.close()

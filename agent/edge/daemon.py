@@ -69,6 +69,10 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 """Exit code for a failure a restart can cure (a broken spool): ``Restart=on-failure`` restarts."""
 
+SPOOL_CHECK_ALLOWANCE_S = 600
+"""How long systemd should wait for READY=1 while the spool is checked (quick_check of a 2 GB
+file on a slow SD card takes a few minutes; sent as EXTEND_TIMEOUT_USEC)."""
+
 STOP_POLLS_WAIT_S = 2.0
 """At stop, how long polls in flight may take to end before they are cancelled."""
 
@@ -105,7 +109,8 @@ class Agent:
         self._job_errors: dict[str, str] = {}
         spool_path = Path(config.spool.path)
         spool_path.parent.mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(spool_path, config.spool.max_rows, config.spool.max_age_days * 86400)
+        self.spool = Spool(spool_path, config.spool.max_rows, config.spool.max_age_days * 86400,
+                           before_check=self._extend_start_timeout)
         try:
             self.publisher = Publisher(publisher_options(config), info=self.info_document)
             self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size)
@@ -124,6 +129,11 @@ class Agent:
         self.exit_code = 0
         """What the process exits with once ``run`` returns (non-zero after a fatal failure)."""
         self._stop: asyncio.Event | None = None
+
+    def _extend_start_timeout(self) -> None:
+        """The spool is checked before READY=1: a large spool on an SD card takes minutes, not seconds."""
+        log.info("checking the spool %s (it was not closed cleanly)", self.config.spool.path)
+        self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(SPOOL_CHECK_ALLOWANCE_S * 1_000_000)}")
 
     # ------------------------------------------------------------------ documents
 
