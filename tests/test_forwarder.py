@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.edge.forwarder import Forwarder
-from agent.edge.publisher import Publisher, PublisherOptions
+from agent.edge.publisher import Publisher, PublisherOptions, PublishHandle, PublishResult
 from agent.edge.spool import Spool, SpoolItem
 from agent.schema import Event, Reading, Topics
 from tests.fixtures.mosquitto import MosquittoBroker, Received, Subscriber
@@ -274,3 +275,57 @@ def test_after_a_refusal_the_backlog_sends_one_probe_per_retry_then_resumes(
         assert len(set(readings_seen(sub.snapshot()))) == 5000
     finally:
         agent.stop()
+
+
+class CountingPublisher(Publisher):
+    """A real publisher that also counts the payload bytes of ``readings`` messages awaiting PUBACK."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.bytes_lock = threading.Lock()
+        self.bytes_in_flight = 0
+        self.peak_bytes = 0
+        self.largest = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                on_done: Callable[[PublishResult], None] | None = None) -> PublishHandle:
+        if not topic.endswith("/readings"):
+            return super().publish(topic, payload, qos, retain, on_done)
+        size = len(payload)
+        with self.bytes_lock:
+            self.bytes_in_flight += size
+            self.peak_bytes = max(self.peak_bytes, self.bytes_in_flight)
+            self.largest = max(self.largest, size)
+
+        def done(result: PublishResult) -> None:
+            with self.bytes_lock:
+                self.bytes_in_flight -= size
+            if on_done is not None:
+                on_done(result)
+
+        return super().publish(topic, payload, qos, retain, done)
+
+
+def test_the_backlog_keeps_at_most_64_kib_plus_one_message_in_flight(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """What a live poll may find ahead of it on a slow uplink is bounded in bytes, not in messages."""
+    spool = Spool(tmp_path / "spool.db")
+    publisher = CountingPublisher(PublisherOptions(host="127.0.0.1", port=mosquitto.port, site="mairie"))
+    forwarder = Forwarder(spool, publisher, Topics("mairie"), batch_size=200, max_inflight=8)
+    spool.append([SpoolItem("readings", T0 + i, Reading("ond-0", "inverter", T0 + i,
+                                                          {"ac_power_w": 1.0, "ac_energy_wh": 2.0e6}).to_dict())
+                  for i in range(20_000)])  # 100 messages of ~17 KB
+    publisher.start()
+    forwarder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while spool.stats().depth and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool.stats().depth == 0
+    finally:
+        forwarder.stop()
+        publisher.stop()
+        spool.close()
+    assert publisher.largest > 10_000
+    assert publisher.peak_bytes <= 64 * 1024 + publisher.largest, (publisher.peak_bytes, publisher.largest)

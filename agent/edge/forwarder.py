@@ -4,7 +4,11 @@ Two lanes share one bounded window of messages in flight:
 
 * the *live lane* carries the poll that was just submitted, so a fresh reading
   reaches the broker within a second or two even while a multi-hour backlog
-  drains behind it (one window slot is always kept free for it);
+  drains behind it (one window slot is always kept free for it, and the
+  backlog may have at most ``max_backlog_bytes`` in flight, plus the message
+  that crossed it: on a 1 Mbit/s uplink, 500-reading messages filling seven
+  slots would put 1–1.6 MB, 8–13 s, ahead of a live poll; with 64 KiB it is
+  under a second plus one message);
 * the *backlog lane* walks the spool oldest first with one cursor over all
   rows (readings and events in the order they were spooled), packing up to
   ``batch_size`` consecutive readings per ``readings`` message (events go one
@@ -120,6 +124,7 @@ class Forwarder:
         max_inflight: int = 8,
         retry_refused_s: float = 60.0,
         live_polls_kept: int = 16,
+        max_backlog_bytes: int = 64 * 1024,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -131,8 +136,9 @@ class Forwarder:
         self.batch_size = batch_size
         self.max_inflight = max_inflight
         self.retry_refused_s = retry_refused_s
+        self.max_backlog_bytes = max_backlog_bytes
         self._live: deque[_LivePoll] = deque(maxlen=live_polls_kept)
-        self._completions: deque[tuple[list[int], PublishResult, bool]] = deque()
+        self._completions: deque[tuple[list[int], PublishResult, bool, int]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rewind = threading.Event()
@@ -140,6 +146,8 @@ class Forwarder:
         # Owned by the forwarder thread only:
         self._inflight_ids: set[int] = set()
         self._inflight_msgs = 0
+        self._backlog_bytes = 0
+        """Payload bytes of backlog messages in flight (the live lane's wait is bounded by it)."""
         self._cursor = 0
         """Highest spool id the backlog lane has fetched in this pass."""
         self._fetched: deque[SpooledItem] = deque()
@@ -272,7 +280,8 @@ class Forwarder:
                 self._restart_pass()  # the refused rows are the oldest: probe with them
                 self._probing = self._send_backlog(probe=True)
             return
-        while self._inflight_msgs < window - 1 and not self._stop.is_set():
+        while (self._inflight_msgs < window - 1 and self._backlog_bytes < self.max_backlog_bytes
+               and not self._stop.is_set()):
             if not self._send_backlog():
                 break
 
@@ -311,10 +320,10 @@ class Forwarder:
         if not good:
             return not probe
         if good[0].kind == "events":
-            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id], probe=probe)
+            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id], probe=probe, backlog=True)
         else:
             self._publish(self.topics.readings, self._readings_message([r.payload for r in good]),
-                          [r.id for r in good], probe=probe)
+                          [r.id for r in good], probe=probe, backlog=True)
         return True
 
     def _next_fetched(self) -> bool:
@@ -349,12 +358,15 @@ class Forwarder:
             self.spool.delete(bad)
         return good
 
-    def _publish(self, topic: str, payload: bytes, ids: list[int], probe: bool = False) -> None:
+    def _publish(self, topic: str, payload: bytes, ids: list[int], probe: bool = False,
+                 backlog: bool = False) -> None:
         self._inflight_ids.update(ids)
         self._inflight_msgs += 1
+        backlog_bytes = len(payload) if backlog else 0
+        self._backlog_bytes += backlog_bytes
 
         def done(result: PublishResult) -> None:  # runs in paho's thread (or right here)
-            self._completions.append((ids, result, probe))
+            self._completions.append((ids, result, probe, backlog_bytes))
             self._wake.set()
 
         self.publisher.publish(topic, payload, qos=1, retain=False, on_done=done)
@@ -362,8 +374,9 @@ class Forwarder:
     def _process_completions(self) -> None:
         acked: list[int] = []
         while self._completions:
-            ids, result, probe = self._completions.popleft()
+            ids, result, probe, backlog_bytes = self._completions.popleft()
             self._inflight_msgs -= 1
+            self._backlog_bytes -= backlog_bytes
             self._inflight_ids.difference_update(ids)
             if probe:
                 self._probing = False
