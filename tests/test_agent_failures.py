@@ -160,3 +160,89 @@ def test_start_timeout_is_extended_only_when_the_spool_is_checked(tmp_path: Path
             assert int(texts[extends[0]].split("=")[1]) >= 300_000_000
         else:
             assert not extends, texts
+
+
+def test_watchdog_stops_when_the_forwarder_or_mqtt_thread_dies_or_hangs(
+    tmp_path: Path, sim_factory: Any, mosquitto: Any, monkeypatch: Any
+) -> None:
+    import asyncio
+    import threading
+
+    from agent.config import load_agent_config
+    from agent.edge.daemon import Agent
+
+    sock_path = str(tmp_path / "wd.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", sock_path)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a ping every 0.2 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    config = load_agent_config(write_config(tmp_path, sim_factory(), broker={"host": "127.0.0.1",
+                                                                            "port": mosquitto.port}))
+    agent = Agent(config)
+    agent.forwarder.stall_s = 1.0
+    observed: dict[str, int] = {}
+
+    def pings() -> int:
+        n = 0
+        while True:
+            try:
+                n += sock.recv(4096) == b"WATCHDOG=1"
+            except BlockingIOError:
+                return n
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        await asyncio.sleep(1.5)
+        pings()
+        await asyncio.sleep(1.0)
+        observed["healthy"] = pings()
+        assert agent.health_problem() is None
+        # the forwarder loop hangs (e.g. stuck in a call that never returns)
+        release = threading.Event()
+        real_step = agent.forwarder._step
+        monkeypatch.setattr(agent.forwarder, "_step", lambda: (release.wait(10), real_step()))
+        agent.forwarder.wake()
+        await asyncio.sleep(1.5)
+        pings()
+        await asyncio.sleep(1.0)
+        observed["forwarder hung"] = pings()
+        problem_hung = agent.health_problem()
+        release.set()
+        monkeypatch.setattr(agent.forwarder, "_step", real_step)
+        await asyncio.sleep(1.5)
+        pings()
+        await asyncio.sleep(1.0)
+        observed["recovered"] = pings()
+        # the forwarder thread dies
+        agent.forwarder._stop.set()
+        agent.forwarder.wake()
+        await asyncio.sleep(1.2)
+        pings()
+        await asyncio.sleep(1.0)
+        observed["forwarder dead"] = pings()
+        problem_dead = agent.health_problem()
+        agent.forwarder._stop.clear()
+        agent.forwarder._thread = None
+        agent.forwarder.start()
+        # paho's network thread dies
+        agent.publisher._client.loop_stop()
+        await asyncio.sleep(0.5)
+        pings()
+        await asyncio.sleep(1.0)
+        observed["mqtt dead"] = pings()
+        problem_mqtt = agent.health_problem()
+        stop.set()
+        await task
+        assert problem_hung is not None and "forwarder" in problem_hung
+        assert problem_dead is not None and "forwarder" in problem_dead
+        assert problem_mqtt is not None and "MQTT" in problem_mqtt
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sock.close()
+    assert observed["healthy"] >= 3 and observed["recovered"] >= 3, observed
+    assert observed["forwarder hung"] == 0 and observed["forwarder dead"] == 0 and observed["mqtt dead"] == 0, observed

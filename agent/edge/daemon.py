@@ -129,6 +129,7 @@ class Agent:
         self.exit_code = 0
         """What the process exits with once ``run`` returns (non-zero after a fatal failure)."""
         self._stop: asyncio.Event | None = None
+        self._watchdog_problem: str | None = None
 
     def _extend_start_timeout(self) -> None:
         """The spool is checked before READY=1: a large spool on an SD card takes minutes, not seconds."""
@@ -272,19 +273,37 @@ class Agent:
         return f"devices: {', '.join(parts)}; spool {spool.depth}; broker {'up' if self.publisher.connected else 'down'}"
 
     def scheduler_healthy(self, now: float | None = None) -> bool:
-        """True while every device's poll job keeps starting on time (the watchdog's condition)."""
+        """The watchdog's condition: see :meth:`health_problem`."""
+        return self.health_problem(now) is None
+
+    def health_problem(self, now: float | None = None) -> str | None:
+        """Why systemd should not hear WATCHDOG=1 now, or None when every part of the agent works:
+        every device's poll job starts on time, the forwarder thread lives and its loop turns,
+        and paho's network thread lives (without those two the spool only fills, for days)."""
         now = time.time() if now is None else now
-        return self.scheduler.running and all(
-            now - p.last_started < 3 * p.interval_s + 30 for p in self.pollers
-        )
+        if not self.scheduler.running:
+            return "the scheduler is not running"
+        late = [p.name for p in self.pollers if now - p.last_started >= 3 * p.interval_s + 30]
+        if late:
+            return f"poll job of {', '.join(late)} has not run for too long"
+        if not self.forwarder.healthy():
+            return "the forwarder thread is dead or hung"
+        if not self.publisher.network_thread_alive:
+            return "the MQTT network thread is dead"
+        return None
 
     def ping_watchdog(self) -> None:
         if self.spool.broken is not None:
             return  # the agent is stopping to restart with a checked spool (logged once by the spool)
-        if self.scheduler_healthy():
+        problem = self.health_problem()
+        if problem is None:
             self.notifier.watchdog()
-        else:
-            log.error("a poll job has not run for too long; not pinging the systemd watchdog")
+        if problem != self._watchdog_problem:  # one line per change, not one per ping period
+            if problem is not None:
+                log.error("%s; not pinging the systemd watchdog (systemd will restart the agent)", problem)
+            else:
+                log.info("healthy again; pinging the systemd watchdog")
+            self._watchdog_problem = problem
 
     def _spool_broken(self, reason: str) -> None:
         """The spool became unusable: stop with a failure so systemd restarts the agent (see the docstring)."""
@@ -360,6 +379,7 @@ class Agent:
         self.publisher.stop()
         self.spool.close()
         log.info("agent stopped")
+        self.notifier.close()
 
 
 def _log_spooled(poller: DevicePoller, result: PollResult) -> None:

@@ -156,6 +156,10 @@ class Forwarder:
         """After a refusal: when the backlog lane may send its probe (None: not paused)."""
         self._probing = False
         """A probe message is in flight; the backlog lane sends nothing else until its PUBACK."""
+        self.last_turn = time.monotonic()
+        """When the forwarder loop last started a turn (monotonic seconds)."""
+        self.stall_s = 60.0
+        """A loop that has not turned for this long is hung (see ``healthy``)."""
         self.error_retry_s = 5.0
         """Pause after a failed step (a spool error) before the next try."""
         self.step_failures = 0
@@ -190,6 +194,7 @@ class Forwarder:
         if self._thread is not None:
             return
         self._stop.clear()
+        self.last_turn = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="terril-forwarder", daemon=True)
         self._thread.start()
 
@@ -232,8 +237,16 @@ class Forwarder:
             self._rewind.set()
         self._wake.set()
 
+    def healthy(self, now: float | None = None) -> bool:
+        """The forwarder thread lives and its loop turned within ``stall_s`` (it turns at least every
+        second, or every ``error_retry_s`` while failing): the agent's watchdog condition."""
+        now = time.monotonic() if now is None else now
+        thread = self._thread
+        return thread is not None and thread.is_alive() and now - self.last_turn < self.stall_s
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.last_turn = time.monotonic()
             self._wake.wait(1.0)
             self._wake.clear()
             try:

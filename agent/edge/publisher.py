@@ -224,6 +224,13 @@ class Publisher:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def network_thread_alive(self) -> bool:
+        """Whether paho's network thread (``loop_start``) runs: without it nothing is sent or acknowledged,
+        and the link never reconnects. (paho keeps the thread in ``_thread``; there is no public accessor.)"""
+        thread = getattr(self._client, "_thread", None)
+        return isinstance(thread, threading.Thread) and thread.is_alive()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected_event.wait(timeout)
 

@@ -55,3 +55,8 @@ class SystemdNotifier:
 
     def stopping(self) -> None:
         self.notify("STOPPING=1")
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
