@@ -282,3 +282,21 @@ def test_quick_check_runs_only_after_an_unclean_stop(tmp_path: Path) -> None:
     assert after_crash.checked and checks == [1, 3]
     assert after_crash.stats().depth == 3
     after_crash.close()
+
+
+def test_rows_in_flight_are_not_dropped_so_the_drop_count_is_what_is_missing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_rows=10)
+    ids = spool.append([reading(i) for i in range(10)])
+    spool.hold(ids[:3])  # the forwarder published the three oldest rows; PUBACK awaited
+    ids += spool.append([reading(10 + i) for i in range(5)])  # full: 5 of the oldest must go
+    stats = spool.stats()
+    assert stats.dropped == 5
+    assert [r.id for r in spool.oldest(100)] == ids[:3] + ids[8:], "rows in flight were kept"
+    assert spool.delete(ids[:3]) == 3  # their PUBACK arrives: delivered
+    spool.release(ids[:3])
+    delivered = set(ids[:3])
+    remaining = {r.id for r in spool.oldest(100)}
+    missing = set(ids) - delivered - remaining
+    assert len(missing) == spool.stats().dropped == 5
+    spool.append([reading(20)])  # 8 rows now: below max_rows, nothing more dropped
+    assert spool.stats().depth == 8 and spool.stats().dropped == 5

@@ -374,6 +374,7 @@ class Forwarder:
     def _publish(self, topic: str, payload: bytes, ids: list[int], probe: bool = False,
                  backlog: bool = False) -> None:
         self._inflight_ids.update(ids)
+        self.spool.hold(ids)  # a full spool must not drop rows that may yet be acknowledged
         self._inflight_msgs += 1
         backlog_bytes = len(payload) if backlog else 0
         self._backlog_bytes += backlog_bytes
@@ -386,11 +387,13 @@ class Forwarder:
 
     def _process_completions(self) -> None:
         acked: list[int] = []
+        settled: list[int] = []
         while self._completions:
             ids, result, probe, backlog_bytes = self._completions.popleft()
             self._inflight_msgs -= 1
             self._backlog_bytes -= backlog_bytes
             self._inflight_ids.difference_update(ids)
+            settled += ids
             if probe:
                 self._probing = False
             if result.delivered:
@@ -403,5 +406,8 @@ class Forwarder:
                     log.warning("broker refused a message: backlog paused, one probe message every %g s",
                                 self.retry_refused_s)
                 self._paused_until = time.monotonic() + self.retry_refused_s
-        if acked:
-            self.forwarded_rows += self.spool.delete(acked)
+        try:
+            if acked:
+                self.forwarded_rows += self.spool.delete(acked)
+        finally:
+            self.spool.release(settled)  # after the delete: the bounds may drop what was not delivered

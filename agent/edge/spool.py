@@ -185,6 +185,8 @@ class Spool:
         self._busy_timeout_s = busy_timeout_s
         self._before_check = before_check
         self.checked = False
+        self._held: set[int] = set()
+        """Row ids in flight (see ``hold``)."""
         """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None
@@ -355,25 +357,58 @@ class Spool:
                 raise
             return ids
 
+    def hold(self, ids: Iterable[int]) -> None:
+        """Mark rows as in flight (published, PUBACK awaited): the bounds never drop them.
+
+        A row dropped while in flight and then acknowledged would be delivered *and*
+        counted as dropped; the drop counter must equal what is missing. The spool
+        may exceed ``max_rows`` by the rows in flight (a few thousand at most)."""
+        with self._lock:
+            self._held.update(ids)
+
+    def release(self, ids: Iterable[int]) -> None:
+        """The fate of these rows is known (deleted after PUBACK, or to be sent again)."""
+        with self._lock:
+            self._held.difference_update(ids)
+
     def _enforce_bounds(self, db: sqlite3.Connection) -> None:
-        """Drop the oldest rows beyond ``max_rows`` or older than ``max_age_s``; count them."""
+        """Drop the oldest rows beyond ``max_rows`` or older than ``max_age_s`` (never rows in flight); count them."""
         dropped = 0
+        held = self._held
         cutoff_ms = int((self._clock() - self.max_age_s) * 1000)
-        cur = db.execute(
-            "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?) AND ts_ms < ?",
-            (_AGE_SCAN_ROWS, cutoff_ms),
-        )
-        dropped += max(cur.rowcount, 0)
-        depth = db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0] - dropped
-        if depth > self.max_rows:
+        if not held:
             cur = db.execute(
-                "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?)",
-                (depth - self.max_rows,),
+                "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?) AND ts_ms < ?",
+                (_AGE_SCAN_ROWS, cutoff_ms),
             )
             dropped += max(cur.rowcount, 0)
+        else:
+            expired = db.execute(
+                "SELECT id FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?) AND ts_ms < ?",
+                (_AGE_SCAN_ROWS, cutoff_ms),
+            ).fetchall()
+            dropped += self._delete_ids(db, [i for (i,) in expired if i not in held])
+        depth = db.execute("SELECT value FROM meta WHERE key = 'depth'").fetchone()[0] - dropped
+        if depth > self.max_rows:
+            excess = depth - self.max_rows
+            if not held:
+                cur = db.execute("DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?)", (excess,))
+                dropped += max(cur.rowcount, 0)
+            else:
+                oldest = db.execute("SELECT id FROM spool ORDER BY id LIMIT ?", (excess + len(held),)).fetchall()
+                dropped += self._delete_ids(db, [i for (i,) in oldest if i not in held][:excess])
         if dropped:
             db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
             db.execute("UPDATE meta SET value = value - ? WHERE key = 'depth'", (dropped,))
+
+    @staticmethod
+    def _delete_ids(db: sqlite3.Connection, ids: list[int]) -> int:
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cur = db.execute(f"DELETE FROM spool WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            removed += max(cur.rowcount, 0)
+        return removed
 
     def delete(self, ids: Iterable[int]) -> int:
         """Remove rows the broker acknowledged, in one transaction. Returns how many were removed."""
