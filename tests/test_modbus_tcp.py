@@ -225,3 +225,34 @@ def test_nothing_listening_is_one_log_line(caplog: pytest.LogCaptureFixture) -> 
     asyncio.run(scenario())
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("agent.modbus")]
     assert len(lines) == 1 and "unreachable" in lines[0], lines
+
+
+def test_a_closed_pool_cannot_be_reopened_by_a_poll_still_running() -> None:
+    async def scenario() -> None:
+        port = free_port()
+        traffic = Traffic()
+        server = await start_tcp_server(port, traffic=traffic)
+        pool = LinkPool(backoff=FAST)
+        try:
+            link = pool.tcp("127.0.0.1", port)
+            reader = pool.unit(link, 1)
+            assert await reader.read("holding", 0, 1) == [holding_value(1, 0)]
+            # a poll is half-way through its plan when the agent stops: its next read waits for the lock
+            async with link._lock:
+                late = asyncio.create_task(reader.read("holding", 1, 1))
+                await asyncio.sleep(0.05)
+                closing = asyncio.create_task(pool.close())
+                await asyncio.sleep(0.05)
+            await closing
+            with pytest.raises(TransportError, match="closed"):
+                await late
+            with pytest.raises(TransportError, match="closed"):
+                await reader.read("holding", 2, 1)
+            await asyncio.sleep(0.1)
+            assert traffic.connections == 1, "the link was reopened after close"
+            assert link.state == "closed" and pool.closed
+        finally:
+            await pool.close()
+            await server.shutdown()
+
+    asyncio.run(scenario())

@@ -97,6 +97,8 @@ class ModbusLink(ABC):
         self._reason = ""
         self._last_request_end = -math.inf
         self._connect_error: BaseException | None = None
+        self._shut = False
+        """Closed for good (``close(final=True)``): no read reconnects."""
 
     # -- what subclasses provide -------------------------------------------------
 
@@ -133,6 +135,8 @@ class ModbusLink(ABC):
         where = f"{self.name} unit {unit} {table} registers {address}..{address + count - 1}"
         _check_request(table, address, count, where)
         async with self._lock:
+            if self._shut:
+                raise TransportError(f"{where}: {self.name} is closed (the agent is stopping)")
             client = await self._ensure_connected(where)
             wait = self._last_request_end + self.gap() - time.monotonic()
             if wait > 0:
@@ -152,8 +156,11 @@ class ModbusLink(ABC):
                 self._last_request_end = time.monotonic()
         return registers_from_response(response, where, count)
 
-    async def close(self) -> None:
-        """Close the connection or serial port; the link can be used again afterwards."""
+    async def close(self, *, final: bool = False) -> None:
+        """Close the connection or serial port. The link can be used again afterwards, unless *final*:
+        then a read still on its way (a poll running while the agent stops) fails instead of reopening it."""
+        if final:
+            self._shut = True  # before the lock: a read waiting for it must not reconnect
         async with self._lock:
             if self._client is not None:
                 self._client.close()

@@ -43,6 +43,7 @@ class LinkPool:
         self._source = source
         self._tcp: dict[tuple[str, int], TcpLink] = {}
         self._rtu: dict[str, RtuBus] = {}
+        self.closed = False
         quiet_pymodbus_logging()
 
     @property
@@ -98,8 +99,9 @@ class LinkPool:
             raise ConfigError(self._source, [f"{where or 'unit'}: {exc}"]) from None
 
     async def close(self) -> None:
-        """Close every connection and serial port."""
-        await asyncio.gather(*(link.close() for link in self.links))
+        """Close every connection and serial port for good: a poll still running cannot reopen them."""
+        self.closed = True
+        await asyncio.gather(*(link.close(final=True) for link in self.links))
 
     def _same(self, link: L, wanted: dict[str, object], where: str) -> L:
         problems = [
