@@ -90,17 +90,49 @@ def test_two_logical_devices_at_one_address() -> None:
 
 
 def test_timeout_at_40000_still_finds_the_device_at_50000() -> None:
+    """The poller's discovery stops at a silent base; its next attempt starts at the next base."""
     reader = FakeReader(image([common_model(), m103()], base=50000), timeout_ranges=[range(40000, 40200)])
-    driver, identity = discover(reader)
+    driver = SunSpecDriver("dev", "inverter")
+    with pytest.raises(TransportError, match="no answer at SunSpec base 40000"):
+        asyncio.run(driver.discover(reader))
+    assert reader.requests == 1
+    identity = asyncio.run(driver.discover(reader))
     assert identity.serial == "SN-0001"
-    assert all(address >= 50000 for _, address, _ in reader.log[-3:])
+    assert all(address >= 50000 for _, address, _ in reader.log[1:])
     assert poll_fields(driver, reader)["ac_power_w"] == 4321.0
+    before = reader.requests
+    asyncio.run(driver.discover(reader))  # rediscovery (after a reconnect) starts where the map was
+    assert all(address >= 50000 for _, address, _ in reader.log[before:])
+
+
+def test_scan_still_walks_every_base_past_a_timeout() -> None:
+    reader = FakeReader(image([common_model(), m103()], base=50000), timeout_ranges=[range(40000, 40200)])
+    chain = asyncio.run(find_chain(reader))
+    assert chain.base == 50000
+
+
+def test_a_silent_unit_costs_one_request_per_discovery_attempt() -> None:
+    """On an RS-485 bus every timeout holds the neighbours back: one per attempt, not one per base."""
+    reader = FakeReader({}, timeout_ranges=[range(0, 0x10000)])
+    driver = SunSpecDriver("dev", "inverter")
+    for attempt in range(1, 4):
+        with pytest.raises(TransportError, match="no answer at SunSpec base"):
+            asyncio.run(driver.discover(reader))
+        assert reader.requests == attempt
+    assert [address for _, address, _ in reader.log] == [40000, 50000, 0]
 
 
 def test_every_base_timing_out_is_a_transport_error() -> None:
     reader = FakeReader({}, timeout_ranges=[range(0, 0x10000)])
     with pytest.raises(TransportError, match="no answer at any SunSpec base"):
-        discover(reader)
+        asyncio.run(find_chain(reader))
+    assert reader.requests == 3
+
+
+def test_an_exception_response_still_moves_to_the_next_base() -> None:
+    reader = FakeReader(image([common_model(), m103()], base=0))  # 40000 and 50000 answer "illegal address"
+    _, identity = discover(reader)
+    assert identity.serial == "SN-0001"
 
 
 def test_no_sunspec_map_is_a_decode_error_naming_each_base() -> None:

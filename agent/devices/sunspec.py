@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from agent.devices.base import DecodedPoll, DeviceIdentity
 from agent.devices.sunspec_discovery import (
+    BASE_ADDRESSES,
     COMMON_MODEL_ID,
     LogicalDevice,
     ModelBlock,
+    SilentAtBase,
     SunSpecChain,
     find_chain,
 )
@@ -205,12 +207,25 @@ class SunSpecDriver:
         self._compiled: _Compiled | None = None
         self._plan: list[ReadRequest] = []
         self.identity: DeviceIdentity | None = None
+        self._bases: tuple[int, ...] = BASE_ADDRESSES
+        """SunSpec bases in the order the next discovery tries them."""
 
     def __repr__(self) -> str:
         return f"SunSpecDriver(name={self.name!r}, kind={self.kind!r}, logical_device={self.logical_device})"
 
     async def discover(self, reader: RegisterReader) -> DeviceIdentity:
-        chain = await find_chain(reader, self.max_registers, bodies_of=_IDENTITY_BODIES)
+        """Find the map. A unit that does not answer costs one timeout per attempt, not one per
+        base: the next attempt starts at the next base (and a found base is tried first next time)."""
+        bases = self._bases
+        try:
+            chain = await find_chain(reader, self.max_registers, bases=bases, bodies_of=_IDENTITY_BODIES,
+                                     stop_on_silence=True)
+        except SilentAtBase as exc:
+            i = bases.index(exc.base)
+            self._bases = bases[i + 1 :] + bases[: i + 1]
+            raise
+        i = bases.index(chain.base)
+        self._bases = bases[i:] + bases[:i]
         devices = chain.logical_devices()
         if self.logical_device > len(devices):
             raise DecodeError(

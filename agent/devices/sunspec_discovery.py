@@ -8,7 +8,13 @@ disagree with the standard (SolarEdge declares model 1 with L=65 instead of 66)
 and the next model starts where the device says.
 
 A timeout or an error at one base address moves on to the next base: it never
-aborts discovery (pysunspec2 gives up at the first timeout, a known bug).
+aborts discovery (pysunspec2 gives up at the first timeout, a known bug). The
+one exception is the poller's discovery of a unit that does not answer at all
+(``stop_on_silence``): on an RS-485 bus, three timeouts (one per base) would
+hold every neighbour on the bus back by three timeouts at every retry. There,
+the first silent base ends the attempt with :class:`SilentAtBase`, and the
+driver starts its next attempt at the next base (see ``SunSpecDriver``), so a
+device that only ignores reads at 40000 is still found, one attempt later.
 """
 
 from __future__ import annotations
@@ -43,6 +49,14 @@ MAX_MODELS = 256
 """A chain longer than this is a device looping on garbage, not a real map."""
 
 _REFUSED = (IllegalAddress, ModbusExceptionResponse)
+
+
+class SilentAtBase(TransportError):
+    """No answer at all at ``base`` (discovery with ``stop_on_silence``)."""
+
+    def __init__(self, message: str, base: int) -> None:
+        super().__init__(message)
+        self.base = base
 
 
 @dataclass(frozen=True)
@@ -181,8 +195,12 @@ async def find_chain(
     bases: tuple[int, ...] = BASE_ADDRESSES,
     bodies_of: frozenset[int] = frozenset(),
     table: Table = "holding",
+    stop_on_silence: bool = False,
 ) -> SunSpecChain:
     """Look for "SunS" at each base in turn and walk the first chain found.
+
+    With *stop_on_silence*, a transport error (no answer) at a base ends the search
+    at once with :class:`SilentAtBase` (an exception response still moves on).
 
     Raises TransportError when every base failed with a link error (the poller
     reconnects and tries again), DeviceBusy when a base answered "busy" and no
@@ -197,6 +215,8 @@ async def find_chain(
         try:
             marker = await cache.ensure(base, len(SUNS_MARKER))
         except TransportError as exc:
+            if stop_on_silence:
+                raise SilentAtBase(f"no answer at SunSpec base {base}: {exc}", base) from exc
             link_errors += 1
             problems.append(f"{base}: {exc}")
             continue
