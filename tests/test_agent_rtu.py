@@ -56,3 +56,55 @@ def test_two_rtu_devices_on_one_bus_are_polled_every_interval_despite_a_silent_o
     log = agent.log
     assert log.count("compteur-absent: start -> unreachable") == 1, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_device_queued_on_the_bus_is_stamped_when_its_request_is_sent(serial_bus_factory: Any) -> None:
+    """Two devices of one interval start together; the second waits for the first's exchange on the
+    9600-baud bus. Its timestamp is when its request went out (the simulator's receive time), not the tick."""
+    import asyncio
+    import threading
+
+    from agent.devices.sunspec import SunSpecDriver
+    from agent.edge.poller import DevicePoller, Site
+    from agent.modbus.pool import LinkPool
+
+    bus = serial_bus_factory([{"unit": 1, "kind": "inverter", "peak_power_w": 5000, "strings": 2},
+                              {"unit": 2, "kind": "meter", "measures": [1]}], baudrate=9600)
+    received: dict[int, list[float]] = {1: [], 2: []}
+    lock = threading.Lock()
+    recorder = bus.server.recorder
+    original = recorder.record
+
+    def record(unit: int, function_code: int) -> None:  # the simulator's receive time, per unit
+        with lock:
+            received.setdefault(unit, []).append(time.time())
+        original(unit, function_code)
+
+    recorder.record = record  # type: ignore[method-assign]
+
+    async def scenario() -> list[tuple[float, int, int]]:
+        pool = LinkPool()
+        bus_link = pool.rtu(bus.client_port, 9600, timeout=1.0, pause=0.02)
+        site = Site(50.457, 2.793)
+        inverter = DevicePoller(SunSpecDriver("onduleur", "inverter"), pool.unit(bus_link, 1), site, 10)
+        meter = DevicePoller(SunSpecDriver("compteur", "meter"), pool.unit(bus_link, 2), site, 10)
+        rounds = []
+        try:
+            await asyncio.gather(inverter.poll(), meter.poll())  # discovery
+            for _ in range(3):
+                with lock:
+                    before = len(received[2])
+                tick = time.time()
+                _, result = await asyncio.gather(inverter.poll(), meter.poll())
+                assert result is not None and result.readings
+                with lock:
+                    first_receive = received[2][before]
+                rounds.append((tick, result.readings[0].ts, int(first_receive * 1000)))
+        finally:
+            await pool.close()
+        return rounds
+
+    for tick, ts, receive_ms in asyncio.run(scenario()):
+        assert receive_ms - tick * 1000 > 100, "the meter did wait for the inverter's exchange"
+        # one 8-byte request frame at 9600 baud is ~9 ms; allow scheduling slack
+        assert abs(receive_ms - ts) < 40, (tick, ts, receive_ms)

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
 from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError
-from agent.modbus.types import RegisterReader, execute_plan
+from agent.modbus.plan import RegisterBlock
+from agent.modbus.types import RegisterReader
 from agent.schema import STATE_FAULT, STATE_OFF, STATE_SLEEPING, Event, LinkStatus, Reading
 from agent.sun import is_daylight
 
@@ -168,6 +169,7 @@ class DevicePoller:
     async def poll(self) -> PollResult | None:
         """Poll once. None when the device is in back-off (skipped, not counted)."""
         now = self.clock()
+        started = time.monotonic()
         self.last_started = now
         if now < self._next_attempt:
             return None
@@ -176,7 +178,7 @@ class DevicePoller:
         try:
             if self.identity is None:
                 await self._discover()
-            decoded = await self._read_and_decode(ts_ms)
+            ts_ms, decoded = await self._read_and_decode(now, started)
         except (TransportError, DeviceBusy) as exc:
             self._on_no_answer(now, exc)
             return None
@@ -220,9 +222,25 @@ class DevicePoller:
         if self.on_identity is not None:
             self.on_identity(self.name, identity)
 
-    async def _read_and_decode(self, ts_ms: int) -> DecodedPoll:
-        block = await execute_plan(self.reader, self.driver.plan())
-        return self.driver.decode(block, ts_ms)
+    async def _read_and_decode(self, now: float, started: float) -> tuple[int, DecodedPoll]:
+        """Execute the plan; the poll's timestamp is when its first request went on the wire.
+
+        The poll starts on the scheduler's tick, but on a shared link (an RS-485 bus at
+        9600 baud) a device queued behind others may wait seconds for its turn: stamping
+        it at the tick would date its values seconds before they were measured. The
+        wait is measured on the monotonic clock and added to the poll's start time
+        (``self.clock``), so a test clock still drives the timestamps.
+        """
+        block = RegisterBlock()
+        ts_ms = int(now * 1000)
+        for i, request in enumerate(self.driver.plan()):
+            block.store(request.table, request.address,
+                        await self.reader.read(request.table, request.address, request.count))
+            if i == 0:
+                sent = getattr(self.reader, "last_sent", None)
+                if isinstance(sent, float) and sent >= started:
+                    ts_ms = int((now + (sent - started)) * 1000)
+        return ts_ms, self.driver.decode(block, ts_ms)
 
     def _diff_events(self, decoded: DecodedPoll, ts_ms: int) -> list[Event]:
         events: list[Event] = []

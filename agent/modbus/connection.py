@@ -127,9 +127,13 @@ class ModbusLink(ABC):
     def status(self) -> LinkStatus:
         return LinkStatus(self.name, self.kind, self._state, self._since, self._reason, self.requests)
 
-    async def read(self, unit: int, table: Table, address: int, count: int) -> list[int]:
+    async def read(
+        self, unit: int, table: Table, address: int, count: int, on_send: Callable[[], None] | None = None
+    ) -> list[int]:
         """Read *count* registers of *unit* (function 3 for holding, 4 for input).
 
+        *on_send* is called when the request actually goes out: after waiting for the
+        link (other units' requests on a shared bus) and the quiet gap.
         Raises TransportError, DeviceBusy, IllegalAddress or ModbusExceptionResponse.
         """
         where = f"{self.name} unit {unit} {table} registers {address}..{address + count - 1}"
@@ -142,6 +146,8 @@ class ModbusLink(ABC):
             if wait > 0:
                 await asyncio.sleep(wait)
             self.requests += 1
+            if on_send is not None:
+                on_send()
             try:
                 if table == "holding":
                     response = await client.read_holding_registers(address, count=count, device_id=unit)
@@ -278,6 +284,8 @@ class UnitReader:
         self.link = link
         self.unit = unit
         self.requests = 0
+        self.last_sent: float | None = None
+        """``time.monotonic()`` when this unit's last request went on the wire (after waiting for the link)."""
         self._reachable: bool | None = None
         self._since: float | None = None
         self._down_since = 0.0
@@ -295,7 +303,7 @@ class UnitReader:
         """Read ``count`` registers from ``address`` (function 3 for holding, 4 for input)."""
         self.requests += 1
         try:
-            registers = await self.link.read(self.unit, table, address, count)
+            registers = await self.link.read(self.unit, table, address, count, on_send=self._sent)
         except TransportError as exc:
             self._went_silent(str(exc).removeprefix(f"{self.link.name} unit {self.unit} "))
             raise
@@ -304,6 +312,9 @@ class UnitReader:
             raise
         self._answered()
         return registers
+
+    def _sent(self) -> None:
+        self.last_sent = time.monotonic()
 
     def _went_silent(self, reason: str) -> None:
         if self._reachable is not False:

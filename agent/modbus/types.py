@@ -18,6 +18,10 @@ class RegisterReader(Protocol):
     requests: int
     """Modbus requests sent through this reader since it was created (for health)."""
 
+    # Optionally, ``last_sent: float | None``: ``time.monotonic()`` when the last request went on
+    # the wire. The poller stamps a poll with it (a shared RS-485 bus can make a device wait
+    # seconds for its turn); readers without it are stamped when the poll starts.
+
     async def read(self, table: Table, address: int, count: int) -> list[int]:
         """Read ``count`` registers from ``address`` (function 3 for holding, 4 for input)."""
         ...
