@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.devices.sunspec import SunSpecDriver
-from agent.edge.poller import COUNTER_RESET_CONFIRMATIONS, CounterGuard, DevicePoller, Site
+from agent.edge.poller import COUNTER_JUMP_CONFIRMATIONS, COUNTER_RESET_CONFIRMATIONS, CounterGuard, DevicePoller, Site
 from agent.modbus.backoff import Backoff
 from agent.modbus.pool import LinkPool
 from agent.schema import Reading
@@ -154,3 +154,41 @@ def test_counter_guard_drops_zero_and_backwards_and_accepts_a_confirmed_reset(ca
     assert out[-1] == 10.0 + COUNTER_RESET_CONFIRMATIONS + 1
     backwards_logs = [r for r in caplog.records if "went backwards" in r.getMessage()]
     assert len(backwards_logs) == 2  # once per episode, not once per reading
+
+
+def _counter_series(guard: CounterGuard, values: list[float], step_s: float = 10.0) -> list[float | None]:
+    out = []
+    for i, v in enumerate(values):
+        r = Reading("ond", "inverter", int(1_700_000_000_000 + i * step_s * 1000), {"ac_energy_wh": v})
+        guard.filter(r)
+        out.append(r.fields.get("ac_energy_wh"))
+    return out
+
+
+def test_an_upward_glitch_is_dropped_and_does_not_become_the_baseline(caplog: pytest.LogCaptureFixture) -> None:
+    """A 5 kW inverter cannot add 1 MWh in 10 s: the glitch is dropped, the correct values that follow kept."""
+    guard = CounterGuard("ond", max_power_w=lambda: 5000.0)
+    caplog.set_level(logging.INFO)
+    values = [1_000_000.0, 1_000_010.0, 2_000_000.0, 1_000_030.0, 1_000_040.0, 1_000_050.0]
+    assert _counter_series(guard, values) == [1_000_000.0, 1_000_010.0, None, 1_000_030.0, 1_000_040.0, 1_000_050.0]
+    jumps = [r for r in caplog.records if "jumped implausibly" in r.getMessage()]
+    assert len(jumps) == 1
+
+
+def test_a_confirmed_jump_is_accepted_and_small_steps_are_not_suspect() -> None:
+    guard = CounterGuard("ond", max_power_w=lambda: 5000.0)
+    # a coarse counter stepping by 1 kWh, and normal production: never suspect
+    assert _counter_series(guard, [1000.0, 1000.0, 2000.0, 2010.0]) == [1000.0, 1000.0, 2000.0, 2010.0]
+    # a real jump (counter set by the installer): accepted once the following readings agree with it
+    values = [50_000.0 + 10 * i for i in range(COUNTER_JUMP_CONFIRMATIONS + 1)]
+    out = _counter_series(guard, [2020.0, *values])
+    assert out[1:COUNTER_JUMP_CONFIRMATIONS] == [None] * (COUNTER_JUMP_CONFIRMATIONS - 1)
+    assert out[COUNTER_JUMP_CONFIRMATIONS:] == values[COUNTER_JUMP_CONFIRMATIONS - 1:]
+
+
+def test_a_long_gap_allows_a_large_increase_and_no_bound_means_no_check() -> None:
+    guard = CounterGuard("ond", max_power_w=lambda: 5000.0)
+    # 6 hours without polling (night, outage): 5 kW x 6 h = 30 kWh is plausible
+    assert _counter_series(guard, [10_000.0, 40_000.0], step_s=6 * 3600) == [10_000.0, 40_000.0]
+    unbounded = CounterGuard("compteur")  # a meter: nothing bounds its import
+    assert _counter_series(unbounded, [1000.0, 9_000_000.0]) == [1000.0, 9_000_000.0]

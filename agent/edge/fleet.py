@@ -29,7 +29,7 @@ def build_pollers(
     on_identity: Callable[[str, DeviceIdentity], None] | None = None,
 ) -> list[DevicePoller]:
     """One poller per configured device, in config order."""
-    site = Site(config.site.latitude, config.site.longitude)
+    site = Site(config.site.latitude, config.site.longitude, config.site.peak_power_w)
     return [
         DevicePoller(make_driver(device), reader_for(pool, device, i), site, device.interval, on_identity=on_identity)
         for i, device in enumerate(config.devices)
