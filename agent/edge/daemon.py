@@ -69,6 +69,12 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 """Exit code for a failure a restart can cure (a broken spool): ``Restart=on-failure`` restarts."""
 
+TIMESYNC_DIR = Path("/run/systemd/timesync")
+"""systemd-timesyncd's state directory; it creates ``synchronized`` there once NTP set the clock."""
+
+CLOCK_WAIT_S = 600
+"""How long polling waits for a synchronized clock before it starts anyway (see ``Agent.wait_for_clock``)."""
+
 SPOOL_CHECK_ALLOWANCE_S = 600
 """How long systemd should wait for READY=1 while the spool is checked (quick_check of a 2 GB
 file on a slow SD card takes a few minutes; sent as EXTEND_TIMEOUT_USEC)."""
@@ -100,8 +106,13 @@ def publisher_options(config: AgentConfig) -> PublisherOptions:
 class Agent:
     """One site's agent: its devices, its spool, its broker link and its schedule."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, timesync_dir: Path = TIMESYNC_DIR,
+                 clock_wait_s: float = CLOCK_WAIT_S) -> None:
         self.config = config
+        self.timesync_dir = timesync_dir
+        self.clock_wait_s = clock_wait_s
+        self._polling = False
+        """Poll jobs are scheduled (false while waiting for the clock)."""
         self.topics = config.topics
         self.started_at = time.time()
         self.notifier = SystemdNotifier()
@@ -283,7 +294,7 @@ class Agent:
         now = time.time() if now is None else now
         if not self.scheduler.running:
             return "the scheduler is not running"
-        late = [p.name for p in self.pollers if now - p.last_started >= 3 * p.interval_s + 30]
+        late = [p.name for p in self.pollers if self._polling and now - p.last_started >= 3 * p.interval_s + 30]
         if late:
             return f"poll job of {', '.join(late)} has not run for too long"
         if not self.forwarder.healthy():
@@ -325,9 +336,30 @@ class Agent:
             self._spool_broken(self.spool.broken)
         self.publisher.start()
         self.forwarder.start()
+        self.scheduler.add_job(self.publish_health, "interval", seconds=self.config.health.interval, id="health",
+                               next_run_time=_soon(5.0))
+        watchdog = self.notifier.watchdog_interval_s()
+        if watchdog:
+            self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog")
+        self.scheduler.start()
+        s = self.config.site
+        log.info(
+            "agent %s (%s) started: %d device(s), broker %s:%d, spool %s",
+            s.slug, s.name, len(self.pollers), self.config.broker.host, self.config.broker.port, self.config.spool.path,
+        )
+        self.notifier.ready(f"polling {len(self.pollers)} device(s)")
+        await self.wait_for_clock(stop)
+        if not stop.is_set():
+            self._schedule_polls()
+        await stop.wait()
+        await self.close()
+
+    def _schedule_polls(self) -> None:
         # One start for every interval: devices with the same interval poll at the same
         # instants, and their polls are spooled and published together.
         start = _soon(0.5)
+        for poller in self.pollers:
+            poller.last_started = time.time()  # the watchdog counts from now (not from a clock wait)
         groups: dict[float, list[DevicePoller]] = {}
         for poller in self.pollers:
             groups.setdefault(poller.interval_s, []).append(poller)
@@ -344,20 +376,42 @@ class Agent:
                 misfire_grace_time=max(1, int(interval)),
                 next_run_time=start,
             )
-        self.scheduler.add_job(self.publish_health, "interval", seconds=self.config.health.interval, id="health",
-                               next_run_time=_soon(5.0))
-        watchdog = self.notifier.watchdog_interval_s()
-        if watchdog:
-            self.scheduler.add_job(self.ping_watchdog, "interval", seconds=watchdog, id="watchdog")
-        self.scheduler.start()
-        s = self.config.site
-        log.info(
-            "agent %s (%s) started: %d device(s), broker %s:%d, spool %s",
-            s.slug, s.name, len(self.pollers), self.config.broker.host, self.config.broker.port, self.config.spool.path,
-        )
-        self.notifier.ready(f"polling {len(self.pollers)} device(s)")
-        await stop.wait()
-        await self.close()
+        self._polling = True
+
+    def clock_synchronized(self) -> bool | None:
+        """Whether systemd-timesyncd says the clock is synchronized; None without timesyncd."""
+        if not self.timesync_dir.is_dir():
+            return None
+        return (self.timesync_dir / "synchronized").exists()
+
+    async def wait_for_clock(self, stop: asyncio.Event) -> None:
+        """Hold polling until the clock is synchronized, for at most ``clock_wait_s``.
+
+        A Raspberry Pi has no RTC: after a power cut it boots with fake-hwclock's
+        last saved time (minutes to days behind), and with the 4G link down NTP
+        cannot correct it. Every poll is stamped with that clock and the
+        timestamps are the readings' identity in InfluxDB, so readings taken
+        before the sync would land at the wrong time for good. When
+        systemd-timesyncd runs (``/run/systemd/timesync/`` exists) and has not
+        created ``synchronized`` yet, polling waits for it; after ``clock_wait_s``
+        it starts anyway (a site with no NTP at all must still be monitored).
+        """
+        if self.clock_synchronized() is not False:
+            return
+        log.warning("system clock not synchronized yet (no %s): polling waits for it, at most %d s",
+                    self.timesync_dir / "synchronized", self.clock_wait_s)
+        deadline = time.monotonic() + self.clock_wait_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self.clock_synchronized():
+                log.info("system clock synchronized: polling starts")
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            except asyncio.TimeoutError:
+                pass
+        if not stop.is_set():
+            log.warning("system clock still not synchronized after %d s: polling anyway, timestamps may be wrong",
+                        self.clock_wait_s)
 
     async def close(self) -> None:
         self.notifier.stopping()
