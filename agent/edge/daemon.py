@@ -2,21 +2,22 @@
 
 Wiring, in the order of a reading's life::
 
-    APScheduler job per interval ─▶ task per device: DevicePoller.poll ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
+    APScheduler job per interval ─▶ task per link, its devices in turn: DevicePoller.poll ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
         ─▶ Spool (SQLite, one transaction per batch) ─▶ Publisher (MQTT 5, QoS 1)
         ─▶ PUBACK success ─▶ row deleted
 
 Devices with the same interval are polled at the same instants: one scheduler
-job per interval starts one task per device (a device whose previous poll is
+job per interval starts one task per link (TCP endpoint, RS-485 bus), which
+polls that link's devices one after the other (a device whose previous poll is
 still running is skipped, so a poll never overlaps itself, and each device keeps
-its own back-off). The polls that end together are spooled in one SQLite
+its own back-off and its own timestamp). The polls that end together are spooled in one SQLite
 transaction and published as one ``readings`` message: the batch is handed to
 the forwarder as soon as every running poll has ended, and at the latest
 ``COALESCE_S`` after its first poll ended, so a silent device (one timeout)
 never holds the others back. Per poll, that saves an fsync, a message and a
 PUBACK; a poll's readings wait in RAM for at most ``COALESCE_S`` before they
-reach the spool. Devices sharing a link (an RS-485 bus, a TCP gateway) are
-serialised by the link's lock, as before.
+reach the spool. Devices sharing a link would be serialised by the link's lock
+anyway; one task per link saves a task and a lock hand-over per poll.
 
 The asyncio loop runs the scheduler and every Modbus exchange (pymodbus is
 async, and one loop serves many devices without a thread each). The forwarder
@@ -191,19 +192,54 @@ class Agent:
     # ------------------------------------------------------------------ jobs
 
     async def start_polls(self, pollers: list[DevicePoller]) -> None:
-        """One tick of an interval: start a poll task for each device not still busy with its last one."""
+        """One tick of an interval: for each link, one task polls its devices in turn.
+
+        Devices on one link (a TCP connection, an RS-485 bus) are serialised by the
+        link's lock anyway; polling them one after the other in one task costs one task
+        per link instead of one per device plus a lock hand-over per poll. A device
+        whose last poll has not ended yet (a slow or silent device, or one still
+        queued behind it) is skipped this tick, as APScheduler's max_instances=1 would;
+        each device keeps its own back-off and its own timestamp (when its first
+        request goes on the wire).
+        """
         loop = asyncio.get_running_loop()
+        busy = self._poll_tasks
+        groups: dict[int, list[DevicePoller]] = {}
         for poller in pollers:
-            if poller.name in self._poll_tasks:
-                continue  # still polling (a slow device): skip this tick, as APScheduler's max_instances=1 would
-            task = loop.create_task(self.poll_device(poller))
-            self._poll_tasks[poller.name] = task
-            task.add_done_callback(lambda _t, name=poller.name: self._poll_tasks.pop(name, None))
+            if poller.name not in busy:
+                groups.setdefault(id(getattr(poller.reader, "link", poller)), []).append(poller)
+        for due in groups.values():
+            task = loop.create_task(self.poll_link(due))
+            for poller in due:
+                busy[poller.name] = task
+            self._polls_running += len(due)
+
+    async def poll_link(self, pollers: list[DevicePoller]) -> None:
+        """Poll the devices of one link in turn (see ``start_polls``). Never raises.
+
+        Each device is counted as running from the tick until its own poll ends, so
+        the round is spooled once the last one ended (or ``COALESCE_S`` after the
+        first one did: a silent device never holds the others' readings back).
+        """
+        done = 0
+        try:
+            for poller in pollers:
+                try:
+                    await self.poll_device(poller)
+                finally:
+                    done += 1
+                    self._poll_tasks.pop(poller.name, None)
+                    self._polls_running -= 1
+                if self._polls_running == 0 and self._batch:
+                    self.flush()  # every poll of this round has ended: no reason to wait
+        finally:
+            for poller in pollers[done:]:  # cancelled at stop: the rest never ran
+                self._poll_tasks.pop(poller.name, None)
+                self._polls_running -= 1
 
     async def poll_device(self, poller: DevicePoller) -> None:
-        """One scheduled poll. Never raises: an unexpected failure is logged once and counted."""
+        """One scheduled poll of one device. Never raises: an unexpected failure is logged once and counted."""
         status_before = poller.stats.status
-        self._polls_running += 1
         try:
             result = await poller.poll()
             if poller.stats.status != status_before and status_before is not None:
@@ -216,10 +252,6 @@ class Agent:
                 self._works_again(poller)
         except Exception as exc:  # a bug or a device answer nobody foresaw: never kill the daemon
             self._poll_failed(poller, exc)
-        finally:
-            self._polls_running -= 1
-        if self._polls_running == 0 and self._batch:
-            self.flush()  # every poll of this round has ended: no reason to wait
 
     def flush(self) -> None:
         """Spool the polls that ended (one transaction) and hand them to the forwarder. Never raises.
@@ -418,7 +450,7 @@ class Agent:
         log.info("agent stopping")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        running = list(self._poll_tasks.values())
+        running = set(self._poll_tasks.values())
         if running:  # let polls in flight end (their readings are spooled below), but not for long
             _, late = await asyncio.wait(running, timeout=STOP_POLLS_WAIT_S)
             for task in late:
