@@ -47,6 +47,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+from math import inf as _INF
 
 from agent.edge.publisher import Publisher, PublishResult
 from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolStats
@@ -89,13 +91,24 @@ _FIELD_TYPES: dict[str, dict[str, type]] = {
 }
 """Field name -> Python type per reading kind, from the schema, looked up once (not per value)."""
 
+_FIELD_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
+    kind: {name: (encode_basestring(name) + ":", typ is float) for name, typ in types.items()}
+    for kind, types in _FIELD_TYPES.items()
+}
+"""Field name -> (its JSON key with the colon, whether it is a float) per reading kind."""
 
-def reading_json(reading: Reading) -> str:
-    """``Reading.to_dict`` as compact JSON, without the per-field schema lookups.
+_HEADS: dict[tuple[str, str, str | None], str] = {}
+"""The text of a reading before its ``ts``, per (device, kind, string): a site has a few dozen."""
 
-    Same output as ``json.dumps(reading.to_dict(), separators=(",", ":"))``
-    (tested), and the same ``KeyError`` for a field the schema does not know.
-    """
+_HEADS_MAX = 4096
+
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+"""What the json module writes numbers with."""
+
+
+def _reading_json_reference(reading: Reading) -> str:
+    """``Reading.to_dict`` through the json module: the definition :func:`reading_json` must match."""
     types = _FIELD_TYPES[reading.kind]
     out: dict[str, object] = {"device": reading.device, "kind": reading.kind}
     if reading.string is not None:
@@ -103,6 +116,47 @@ def reading_json(reading: Reading) -> str:
     out["ts"] = reading.ts
     out["fields"] = {name: types[name](value) for name, value in reading.fields.items()}
     return _ENCODE(out)
+
+
+def _head(device: str, kind: str, string: str | None) -> str:
+    key = (device, kind, string)
+    head = _HEADS.get(key)
+    if head is None:
+        head = _ENCODE({"device": device, "kind": kind, **({"string": string} if string is not None else {})})
+        head = head[:-1] + ","  # open object: '{"device":…,"kind":…,'
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
+def reading_json(reading: Reading) -> str:
+    """``Reading.to_dict`` as compact JSON, written directly from the schema's field types.
+
+    Byte for byte what ``json.dumps(reading.to_dict(), separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)`` gives (property-tested against
+    :func:`_reading_json_reference`), the same ``KeyError`` for a field the schema
+    does not know and the same ``ValueError`` for NaN or infinity, but about three
+    times faster: the keys are escaped once, the device part once per device, and
+    each number is written by ``float.__repr__`` / ``int.__repr__`` as the json
+    module does. A ``ts`` that is not a plain ``int`` goes through the json module.
+    """
+    keys = _FIELD_KEYS[reading.kind]
+    ts = reading.ts
+    if type(ts) is not int:
+        return _reading_json_reference(reading)
+    parts = []
+    for name, value in reading.fields.items():
+        key, is_float = keys[name]
+        if is_float:
+            if type(value) is not float:
+                value = float(value)
+            if not -_INF < value < _INF:  # NaN or infinity, as the json module refuses them
+                raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+            parts.append(key + _float_repr(value))
+        else:
+            parts.append(key + _int_repr(int(value)))
+    return f'{_head(reading.device, reading.kind, reading.string)}"ts":{ts},"fields":{{{",".join(parts)}}}}}'
 
 
 def _envelope(site: str) -> tuple[str, str]:
