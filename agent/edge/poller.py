@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 LIFETIME_COUNTERS: frozenset[str] = frozenset({"ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh"})
 """Fields that only ever grow: a decrease is a glitch (or a replaced device), never energy."""
 
+_COUNTER_ORDER: tuple[str, ...] = tuple(sorted(LIFETIME_COUNTERS))
+"""The counters in a fixed order: a reading is checked for these few names, not each of its fields."""
+
 COUNTER_RESET_CONFIRMATIONS = 30
 """Consecutive lower-but-growing readings after which a counter reset (device replaced) is accepted."""
 
@@ -133,9 +136,17 @@ class CounterGuard:
         return value - old <= power * hours * COUNTER_JUMP_FACTOR + COUNTER_JUMP_MARGIN_WH
 
     def filter(self, reading: Reading) -> None:
-        for name in [n for n in reading.fields if n in LIFETIME_COUNTERS]:
-            value = float(reading.fields[name])
+        fields = reading.fields
+        for name in _COUNTER_ORDER:
+            if name not in fields:
+                continue
+            value = float(fields[name])
             key = (name, reading.string)
+            st = self._state.get(key)
+            if (st is not None and value > 0 and value >= st.last and not st.warned and not st.jump_warned
+                    and not st.pending and not st.jumps and self._plausible(st.last, st.last_ts, value, reading.ts)):
+                st.last, st.last_ts = value, reading.ts  # the usual case: a counter growing plausibly
+                continue
             label = f"{self.device}{'/' + reading.string if reading.string else ''} {name}"
             if value <= 0:
                 del reading.fields[name]

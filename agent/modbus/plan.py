@@ -98,20 +98,52 @@ def plan_reads(
 
 
 class RegisterBlock:
-    """The registers one poll has read, addressed as on the device."""
+    """The registers one poll has read, addressed as on the device.
+
+    Each response is kept as the list it came in (a poll stores one or two of
+    them), and a range that lies inside one response is sliced out of it: no
+    per-register bookkeeping on the poll path. A range that straddles two
+    responses, or a block whose responses overlap (discovery reads headers, then
+    bodies), is answered from a per-register map built on first need, in which
+    a later response overrides an earlier one, register by register.
+    """
 
     def __init__(self) -> None:
-        self._values: dict[Table, dict[int, int]] = {"holding": {}, "input": {}}
+        self._chunks: dict[Table, list[tuple[int, list[int]]]] = {"holding": [], "input": []}
+        self._overlap = False
+        """Two responses of one table share a register: only the per-register map is exact."""
+        self._values: dict[Table, dict[int, int]] | None = None
+        """The per-register map (None until a range needs it, and after each store)."""
 
     def store(self, table: Table, address: int, registers: list[int]) -> None:
-        target = self._values[table]
-        for offset, value in enumerate(registers):
-            target[address + offset] = value
+        chunks = self._chunks[table]
+        registers = list(registers)
+        end = address + len(registers)
+        for start, existing in chunks:
+            if start < end and address < start + len(existing):
+                self._overlap = True
+        chunks.append((address, registers))
+        self._values = None
 
     def get(self, table: Table, address: int, count: int) -> list[int] | None:
         """The registers ``address .. address+count-1``, or None if any was not read."""
-        source = self._values[table]
+        if not self._overlap:
+            for start, registers in self._chunks[table]:
+                offset = address - start
+                if offset >= 0 and offset + count <= len(registers):
+                    return registers[offset : offset + count]
+        source = self._map()[table]
         try:
             return [source[a] for a in range(address, address + count)]
         except KeyError:
             return None
+
+    def _map(self) -> dict[Table, dict[int, int]]:
+        if self._values is None:
+            self._values = {"holding": {}, "input": {}}
+            for table, chunks in self._chunks.items():
+                target = self._values[table]
+                for start, registers in chunks:
+                    for offset, value in enumerate(registers):
+                        target[start + offset] = value
+        return self._values
