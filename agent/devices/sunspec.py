@@ -35,11 +35,12 @@ from agent.devices.sunspec_mapping import (
     BoundField,
     CompiledField,
     FieldMap,
+    GeneratedDecoder,
     active_bits,
     bind_fixed,
     bind_repeating,
+    build_decoder,
     compile_fields,
-    decode_compiled,
     decode_fields,
 )
 from agent.devices.sunspec_models import model_def
@@ -142,15 +143,15 @@ class _Compiled:
     """(address, count) of each request of the plan, in order."""
     fields: tuple[CompiledField, ...]
     strings: tuple[tuple[CompiledField, ...], ...]
+    decoder: GeneratedDecoder
+    """One function written for this layout (``build_decoder``): what ``decode`` runs each poll."""
 
 
 def _compile_plan(layout: _Layout, plan: list[ReadRequest]) -> _Compiled:
-    requests = [(r.address, r.count) for r in plan if r.table == layout.table]
-    return _Compiled(
-        tuple(requests),
-        compile_fields(layout.fields, requests),
-        tuple(compile_fields(module, requests) for module in layout.strings),
-    )
+    requests = tuple((r.address, r.count) for r in plan if r.table == layout.table)
+    fields = compile_fields(layout.fields, list(requests))
+    strings = tuple(compile_fields(module, list(requests)) for module in layout.strings)
+    return _Compiled(requests, fields, strings, build_decoder(requests, fields, strings))
 
 
 def _compile(kind: DeviceKind, device: LogicalDevice, table: Table) -> _Layout:
@@ -263,21 +264,23 @@ class SunSpecDriver:
 
     def decode(self, block: RegisterBlock, ts_ms: int) -> DecodedPoll:
         layout = self._layout
+        compiled = self._compiled
         if layout is None:
             raise RuntimeError(f"device {self.name}: decode() called before discover()")
         table = layout.table
-        compiled = self._compiled
-        chunks = [block.get(table, a, n) for a, n in compiled.requests] if compiled is not None else [None]
-        if compiled is not None and None not in chunks:  # the plan was read in full: the compiled path
-            fields = decode_compiled(compiled.fields, chunks, block, table)  # type: ignore[arg-type]
-            modules = [decode_compiled(m, chunks, block, table) for m in compiled.strings]  # type: ignore[arg-type]
+        decoded = compiled.decoder(block, table) if compiled is not None else None
+        if decoded is not None:  # the plan was read in full: the generated path
+            fields, modules = decoded
         else:  # a block from elsewhere (tools, tests): the reference path, field by field
             fields = decode_fields(layout.fields, block, table)
             modules = [decode_fields(m, block, table) for m in layout.strings]
-        readings = [Reading(device=self.name, kind=self.kind, ts=ts_ms, fields=fields)]
-        for index, string_fields in enumerate(modules, start=1):
+        name = self.name
+        readings = [Reading(name, self.kind, ts_ms, fields)]
+        index = 0
+        for string_fields in modules:
+            index += 1
             if string_fields:  # a module that reports nothing is not a reading
-                readings.append(Reading(device=self.name, kind="mppt", ts=ts_ms, fields=string_fields, string=str(index)))
+                readings.append(Reading(name, "mppt", ts_ms, string_fields, str(index)))
         events: dict[str, str] = {}
         event_bits = fields.get("events")
         if event_bits and isinstance(event_bits, int):  # no bit set: nothing to name
@@ -285,7 +288,8 @@ class SunSpecDriver:
                 if bound.field == "events":
                     events.update(active_bits(bound.point, event_bits, layout.model_id))
         state = fields.get("state")
-        state = int(state) if state is not None else None
-        if state == STATE_FAULT:
-            events[STATE_FAULT_CODE] = f"Operating state {STATE_NAMES[STATE_FAULT]} (SunSpec St = {STATE_FAULT})"
-        return DecodedPoll(readings=readings, active_events=events, state=state)
+        if state is not None:
+            state = int(state)
+            if state == STATE_FAULT:
+                events[STATE_FAULT_CODE] = f"Operating state {STATE_NAMES[STATE_FAULT]} (SunSpec St = {STATE_FAULT})"
+        return DecodedPoll(readings, events, state)
