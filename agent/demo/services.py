@@ -226,14 +226,13 @@ def mosquitto_child(run_dir: Path, port: int) -> Child:
 # --------------------------------------------------------------------------- InfluxDB 1.x
 
 
-def influxd_child(run_dir: Path, http_port: int, rpc_port: int) -> Child:
-    binary = find_binary("influxd", INFLUXD_CANDIDATES, "influxdb")
-    data = run_dir / "influxdb"
-    data.mkdir(parents=True, exist_ok=True)
-    config = data / "influxdb.conf"
-    config.write_text(
-        f"""# InfluxDB 1.x for `make demo` (rewritten at every start)
-reporting-disabled = true
+def influxdb_config(data: Path, http_port: int, rpc_port: int) -> str:
+    """An InfluxDB 1.x config serving only 127.0.0.1, all state under *data* (demo and tests).
+
+    Both ports are given because the backup RPC listener binds 8088 by default,
+    which a second instance on the same machine could not get.
+    """
+    return f"""reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
 
 [meta]
@@ -244,6 +243,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   dir = "{data}/data"
   wal-dir = "{data}/wal"
   query-log-enabled = false
+  cache-snapshot-write-cold-duration = "10s"
 
 [monitor]
   store-enabled = false
@@ -252,13 +252,23 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
   log-enabled = false
+  max-body-size = 0
 
 [subscriber]
   enabled = false
 
 [continuous_queries]
   enabled = false
-""",
+"""
+
+
+def influxd_child(run_dir: Path, http_port: int, rpc_port: int) -> Child:
+    binary = find_binary("influxd", INFLUXD_CANDIDATES, "influxdb")
+    data = run_dir / "influxdb"
+    data.mkdir(parents=True, exist_ok=True)
+    config = data / "influxdb.conf"
+    config.write_text(
+        "# InfluxDB 1.x for `make demo` (rewritten at every start)\n" + influxdb_config(data, http_port, rpc_port),
         encoding="utf-8",
     )
     return Child("influxd", [binary, "-config", str(config)], run_dir / "logs" / "influxd.log")

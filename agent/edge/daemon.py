@@ -315,10 +315,6 @@ class Agent:
         parts = [f"{n} {s}" for s, n in sorted(states.items())]
         return f"devices: {', '.join(parts)}; spool {spool.depth}; broker {'up' if self.publisher.connected else 'down'}"
 
-    def scheduler_healthy(self, now: float | None = None) -> bool:
-        """The watchdog's condition: see :meth:`health_problem`."""
-        return self.health_problem(now) is None
-
     def health_problem(self, now: float | None = None) -> str | None:
         """Why systemd should not hear WATCHDOG=1 now, or None when every part of the agent works:
         every device's poll job starts on time, the forwarder thread lives and its loop turns,
