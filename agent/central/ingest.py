@@ -81,6 +81,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.central.acks import AckPublisher, Stored
 from agent.central.config import IngestConfig
 from agent.central.rollup import Rollup
 from agent.central.validate import message_to_points
@@ -130,6 +131,8 @@ class Message:
     """Oldest timestamp among the message's inverter/meter points (for the rollup of late data)."""
     problems: list[str] = field(default_factory=list)
     refused_lines: list[str] = field(default_factory=list)
+    message_id: str | None = None
+    """The agent's id of the message, acknowledged on ``<site>/ack`` once stored (``agent.central.acks``)."""
 
 
 @dataclass
@@ -307,6 +310,8 @@ class Ingest:
         """Set when the broker connection dropped, cleared once a new one lasted STABLE_CONNECTION_S."""
         self._outage_drops = 0
         self._client = self._make_client()
+        self.acks = AckPublisher(self._client, self.client_id, config.topic_root)
+        self.acks.set_last_will()
         # The rollup writes through a writer of its own: the ingest's keeps one HTTP
         # connection that only the ingest loop may use (http.client is not thread-safe).
         self._rollup_writer = make_writer(config.influxdb)
@@ -373,6 +378,7 @@ class Ingest:
                      self.config.broker.port, self.client_id, "resumed" if flags.session_present else "new")
         topics = subscription_topics(self.config.topic_root, self.config.subscription.group)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        self.acks.announce(True, session_present=bool(flags.session_present))
         self._connected.set()
 
     def _on_subscribe(
@@ -473,6 +479,7 @@ class Ingest:
             "write_failures": s.write_failures,
             "backlog": s.backlog,
             "reconnects": s.reconnects,
+            "acks_published": self.acks.published,
             "influxdb": "down" if self._influx_down_since is not None else "up",
             "healthy": self.healthy(),
         }
@@ -543,6 +550,11 @@ class Ingest:
             self._stopping = True
             self.notifier.stopping()
             self.scheduler.shutdown(wait=True)
+            if self._connected.is_set():  # a clean stop: agents hold their resends until an ingest is back
+                try:
+                    self.acks.announce(False).wait_for_publish(timeout=2.0)
+                except (ValueError, RuntimeError):
+                    pass  # the connection went first: the broker publishes the last will instead
             self._client.disconnect()
             self._client.loop_stop()
             self.writer.close()
@@ -640,6 +652,7 @@ class Ingest:
         msg.site = decoded.site
         msg.problems.extend(decoded.problems)
         msg.oldest_counter_ms = decoded.oldest_counter_ms
+        msg.message_id = decoded.message_id
         return decoded.lines
 
     def _beat_write(self) -> None:
@@ -694,10 +707,12 @@ class Ingest:
             for msg in batch.messages:
                 if not msg.problems:
                     self._ack(msg)
+            self.acks.acknowledge(Stored(m.site, m.message_id) for m in batch.messages if not m.problems)
             self.stats.settled += len(batch.messages)
             return
         for msg in batch.messages:
             self._ack(msg)
+        self.acks.acknowledge(Stored(m.site, m.message_id) for m in batch.messages)
         self.stats.settled += len(batch.messages)
 
     def _publish_deadletters(self, dead: list[Message], stop: threading.Event) -> bool:
