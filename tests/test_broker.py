@@ -142,11 +142,15 @@ def test_generated_account_publishes_only_under_its_own_topics(tmp_path: Path) -
         assert site.publish("terril/mairie/status") in SUCCESS
         assert site.publish("terril/ecole/readings") == NOT_AUTHORIZED
         assert site.publish("terril/_deadletter") == NOT_AUTHORIZED
+        assert site.publish("terril/mairie/ack") == NOT_AUTHORIZED  # only the ingest acknowledges
+        assert site.publish("terril/_ingest/ingest-1/status") == NOT_AUTHORIZED
 
         ingest = Publisher(broker.port, "ingest", ingest_password)
         clients.append(ingest)
         assert not ingest.connected().is_failure
         assert ingest.publish("terril/_deadletter") in SUCCESS
+        assert ingest.publish("terril/mairie/ack") in SUCCESS
+        assert ingest.publish("terril/_ingest/ingest-1/status") in SUCCESS
         assert ingest.publish("terril/mairie/readings") == NOT_AUTHORIZED
 
         intruder = Publisher(broker.port, "mairie", "not-the-password")

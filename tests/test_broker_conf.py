@@ -109,4 +109,5 @@ def test_queue_is_sized_for_a_day_of_ingest_outage() -> None:
     )
     assert int(settings["max_queued_messages"]) >= 50 * 4 * 8640
     assert settings["persistence"] == "true" and settings["allow_anonymous"] == "false"
-    assert "pattern write terril/%u/#" in ACL.read_text()
+    acl = ACL.read_text()
+    assert "pattern write terril/%u/readings" in acl and "pattern read terril/%u/ack" in acl

@@ -1,7 +1,8 @@
 """``terril broker add-site <slug>``: give a new site its MQTT account on the central Mosquitto.
 
-Each site authenticates as its slug (the shipped ACL ``pattern write
-terril/%u/#`` then confines it to its own topics). This command generates a
+Each site authenticates as its slug (the shipped ACL's ``pattern write
+terril/%u/readings`` … then confine it to its own topics, and ``pattern read
+terril/%u/ack`` lets it read only its own acknowledgements). This command generates a
 strong random password and prints:
 
 1. the line to append to Mosquitto's password file, in Mosquitto 2.0's

@@ -419,7 +419,11 @@ class Forwarder:
                 return
             self._decide("the broker did not answer the subscriptions")
         if self.mode == "acks" and not self._presence.away:
-            self._resend.extend(self._ledger.take_due(time.monotonic()))
+            due = self._ledger.take_due(time.monotonic())
+            if due:
+                log.info("sending again %d row(s) the ingest has not acknowledged in time (ids %d-%d)",
+                         sum(d.last - d.first + 1 for d in due), due[0].first, due[-1].last)
+                self._resend.extend(due)
         if self._rewind.is_set():
             self._rewind.clear()
             self._restart_pass()
