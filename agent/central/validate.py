@@ -435,11 +435,14 @@ def message_to_points(
     now_ms: int,
     root: str = "terril",
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    retained: bool = False,
 ) -> Decoded:
     """Turn one MQTT message into points; ``problems`` says what could not be stored and why.
 
     ``now_ms`` is the receive time: it bounds timestamps from the future and
-    stamps ``status`` messages (which carry no time of their own).
+    stamps ``status`` messages (which carry no time of their own), and ``health``
+    or ``info`` without ``ts`` — unless *retained*: a retained copy the broker
+    re-sends on subscribe happened earlier, so only what carries its own time is stored.
     """
     parsed = parse_topic(topic, root)
     if parsed is None:
@@ -453,6 +456,8 @@ def message_to_points(
         if kind == "status":
             return _status(site, payload, now_ms)
         data = _envelope(_parse_json(payload), site)
+        if retained and "ts" not in data:
+            raise _Invalid("retained copy without ts: the broker re-sent it, its time is unknown")
         decoded = _JSON_KINDS[kind](site, data, now_ms)
     except _Invalid as exc:
         return _reject(site, str(exc))
