@@ -478,7 +478,8 @@ class Ingest:
             "reconnects": s.reconnects,
             "retained_not_stored": s.retained_not_stored,
             "influxdb": "down" if self._influx_down_since is not None else "up",
-            "healthy": self.healthy(),
+            # Healthy means data reaches InfluxDB, not only that the threads turn (the watchdog's test).
+            "healthy": self.healthy() and self._influx_down_since is None,
         }
 
     def publish_health(self) -> None:
