@@ -1,55 +1,99 @@
-"""Helpers for the end-to-end acknowledgement scenarios: the shipped broker config, an agent and an ingest.
+"""Helpers for the end-to-end acknowledgement scenarios: the shipped broker, an agent and an ingest.
 
-The broker is the shipped ``config/mosquitto/mosquitto.conf`` and ``acl`` (TLS,
-passwords, persistence with ``autosave_interval 30``), only its paths and port
-moved into the test's folder (``tests/test_broker_conf.render``): what it loses
+The broker is the shipped ``config/mosquitto/terril.conf`` on Debian's layout
+(``tests/fixtures/debian_broker.py``): dynamic-security accounts made by
+``terril broker add-site`` / ``add-ingest``, TLS for the sites, Debian's
+``persistence true`` with the shipped ``autosave_interval 30``. What it loses
 when killed is what a production broker loses.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.central.broker import password_file_line
+from tests.fixtures.debian_broker import DebianBroker
 from tests.fixtures.influx import InfluxServer
-from tests.fixtures.mosquitto import MosquittoBroker
 from tests.ingest_support import DB, ingest_config_dict, write_config
-from tests.test_broker_conf import ACL, CONF, make_certificates, render
-
-PASSWORDS = {"mairie": "mairie-secret-0123456789", "ingest": "ingest-secret-0123456789"}
 
 
-class ShippedBroker(MosquittoBroker):
-    """Mosquitto running the shipped config and ACL; ``wipe()`` deletes its store (a replaced broker)."""
+class ShippedBroker:
+    """The shipped broker with accounts for *sites* and *ingests* (client ids); kill, restart, wipe its store."""
 
-    def __init__(self, tmp_path: Path, users: dict[str, str] | None = None) -> None:
-        super().__init__(tmp_path, persistence=True)
-        make_certificates(self.workdir)
-        users = users or PASSWORDS
-        (self.workdir / "passwd").write_text("".join(password_file_line(u, p) + "\n" for u, p in users.items()))
-        (self.workdir / "acl").write_text(ACL.read_text())
-        self.config_path.write_text(render(CONF.read_text(), self.workdir, self.port))
+    def __init__(self, sites: list[str], ingests: list[str]) -> None:
+        self.debian = b = DebianBroker()
+        try:
+            self._check(b.terril("broker", "certs", "--host", "localhost", "--ca", str(b.ca),
+                                 "--ca-key", str(b.terril_etc / "ca.key"), "--out", str(b.etc / "certs")))
+            self._check(b.terril("broker", "init", "--dynsec-file", str(b.dynsec_file),
+                                 "--admin-password-file", str(b.admin_password_file)))
+            b.install_conf()
+            b.start()
+            self.passwords: dict[str, str] = {}
+            for n, client_id in enumerate(ingests):
+                out = b.root / f"{client_id}.pass"
+                self._check(b.terril("broker", "add-ingest", "--username", f"ingest{n}", "--client-id", client_id,
+                                     "--password-out", str(out), *b.admin_options()))
+                self.passwords[client_id] = out.read_text().strip()
+            for slug in sites:
+                out = b.root / f"{slug}.pass"
+                self._check(b.terril("broker", "add-site", slug, "--host", "localhost", "--password-out", str(out),
+                                     *b.admin_options()))
+                self.passwords[slug] = out.read_text().strip()
+            self.ingest_users = {client_id: f"ingest{n}" for n, client_id in enumerate(ingests)}
+        except BaseException:
+            b.remove()
+            raise
+
+    def _check(self, result: Any) -> None:
+        assert result.returncode == 0, result.stderr + self.debian.log()
+
+    @property
+    def running(self) -> bool:
+        return self.debian.proc is not None and self.debian.proc.poll() is None
+
+    def start(self) -> None:
+        self.debian.start()
+
+    def stop(self) -> None:
+        self.debian.stop()
+
+    def kill(self) -> None:
+        """A power cut of the broker host: SIGKILL, nothing saved since the last autosave."""
+        proc = self.debian.proc
+        assert proc is not None and proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
     def wipe(self) -> None:
-        """A new broker with an empty store (restored from nothing, or replaced): call while stopped."""
+        """A new broker with an empty store (no sessions, no queued or retained messages); the accounts
+        (dynamic-security.json) are kept, as an installer recreates them. Call while stopped."""
         assert not self.running
-        for store in self.workdir.glob("mosquitto.db*"):
+        for store in self.debian.lib.glob("mosquitto.db*"):
             store.unlink()
 
+    def remove(self) -> None:
+        self.debian.remove()
 
-def tls_broker(broker: ShippedBroker, user: str, password: str | None = None) -> dict[str, Any]:
-    return {"host": "localhost", "port": broker.port, "username": user,
-            "password": password or PASSWORDS[user], "tls": {"ca": str(broker.ca_path)}}
+    def site_broker(self, slug: str) -> dict[str, Any]:
+        """The ``broker:`` section of a site's agent config: TLS by name, checked against the town's CA."""
+        return {"host": "localhost", "port": self.debian.tls_port, "username": slug,
+                "password": self.passwords[slug], "tls": {"ca": str(self.debian.ca)}}
+
+    def ingest_broker(self, client_id: str) -> dict[str, Any]:
+        """The ingest's: the loopback listener of the central server."""
+        return {"host": "127.0.0.1", "port": self.debian.port, "username": self.ingest_users[client_id],
+                "password": self.passwords[client_id]}
 
 
 def write_ingest_config(tmp_path: Path, broker: ShippedBroker, influx: InfluxServer, client_id: str,
                         **extra: Any) -> Path:
-    data = ingest_config_dict(broker.port, influx.url, client_id=client_id, max_delay=0.2, retry_max_delay=2.0,
-                              **extra)
-    data["broker"] = tls_broker(broker, "ingest")
+    data = ingest_config_dict(0, influx.url, client_id=client_id, max_delay=0.2, retry_max_delay=2.0, **extra)
+    data["broker"] = broker.ingest_broker(client_id)
     return write_config(tmp_path / f"{client_id}.yaml", data)
 
 
@@ -58,7 +102,7 @@ def write_agent_config(tmp_path: Path, sim: Any, broker: ShippedBroker, resend_a
     config = {
         "site": {"slug": site, "name": "Hôtel de ville", "peak_power_w": 10000, "panels": 30,
                  "latitude": 50.457, "longitude": 2.793},
-        "broker": {**tls_broker(broker, site), "keepalive": 10},
+        "broker": {**broker.site_broker(site), "keepalive": 10},
         "devices": [
             {"name": "onduleur-1", "kind": "inverter", "driver": "sunspec", "unit": 1, "interval": 1,
              "transport": {"type": "tcp", "host": sim.host, "port": sim.port, "timeout": 1.0}},
