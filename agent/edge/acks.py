@@ -97,7 +97,7 @@ def parse_ack(payload: bytes, site: str) -> list[str]:
 # --------------------------------------------------------------------------- sent, awaiting the ack
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     first: int
     last: int

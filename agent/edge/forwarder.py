@@ -1,4 +1,14 @@
-"""Moves spooled readings and events to the broker; deletes a row only after its success PUBACK.
+"""Moves spooled readings and events to the broker; deletes a row once the ingest says it is stored.
+
+End to end (``agent.edge.acks``): once an ingest announced acknowledgements on
+its retained status, every message carries an id (spool instance and rows), a
+success PUBACK only records its rows as *sent* (in RAM), and the ingest's
+``<root>/<site>/ack`` deletes them. Rows sent but not acknowledged within
+``resend_after`` go out again through the backlog lane, oldest first, with
+back-off, never while every ingest is away, and soon after a reconnect (the
+broker may have lost them). With no ingest announcing acknowledgements the
+forwarder deletes rows at the success PUBACK, as described below; it decides
+once the broker answered its subscriptions, and sends nothing before.
 
 Two lanes share one bounded window of messages in flight:
 
@@ -621,14 +631,17 @@ class Forwarder:
 
     def _decide(self, why: str) -> None:
         """Choose between waiting for the ingest's acknowledgements and deleting at PUBACK."""
-        if self._presence.acknowledges:
+        refused = self.topics.ack in self.publisher.refused_subscriptions
+        if self._presence.acknowledges and not refused:
             self.mode = "acks"
             log.info("ingest acknowledges stored readings (%s): rows leave the spool once InfluxDB holds them, "
                      "unacknowledged rows are sent again after %g s", self._presence.describe(), self.resend_after)
         else:
             self.mode = "puback"
-            log.warning("no ingest announces acknowledgements on %s (%s): rows leave the spool at the broker's "
-                        "PUBACK, as with an ingest older than acknowledgements",
+            if refused:
+                why = f"the broker does not let this site read {self.topics.ack}"
+            log.warning("no ingest announces acknowledgements on %s that this site can receive (%s): rows leave "
+                        "the spool at the broker's PUBACK, as with an ingest older than acknowledgements",
                         ingest_status_filter(self.topics.root), why)
             gone = self._ledger.clear()
             if gone:
@@ -644,7 +657,8 @@ class Forwarder:
             elif what == "status":
                 self._handle_status(*data)  # type: ignore[misc]
             elif what == "ready":
-                if self.mode == "undecided":
+                if self.mode == "undecided" or (self.mode == "acks"
+                                                and self.topics.ack in self.publisher.refused_subscriptions):
                     self._decide("no acknowledging ingest status is retained")
             elif what == "connected" and self.mode == "acks" and not self._presence.away and len(self._ledger):
                 # The broker may have restarted and lost what it had accepted: resend soon.

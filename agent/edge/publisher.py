@@ -171,6 +171,9 @@ class Publisher:
         self._subscriptions: list[tuple[str, MessageHandler]] = []
         self._ready_listeners: list[Callable[[], None]] = []
         self._last_subscribe_mid: int | None = None
+        self._subscribe_mids: dict[int, str] = {}
+        self.refused_subscriptions: set[str] = set()
+        """Topics the broker refused to subscribe us to on the last connection (its ACL)."""
         # counters, read by the agent's health report
         self.published = 0
         self.refused = 0
@@ -375,16 +378,22 @@ class Publisher:
         self._set_state("connected", logging.INFO)
         self.publish(self.topics.status, STATUS_ONLINE.encode(), qos=1, retain=True)
         self.publish_info()
+        self.refused_subscriptions = set()
         for topic, _ in self._subscriptions:
             _, self._last_subscribe_mid = client.subscribe(topic, qos=1)
+            if self._last_subscribe_mid is not None:
+                self._subscribe_mids[self._last_subscribe_mid] = topic
         self._notify(True)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, codes: list[ReasonCode], props: Properties | None
     ) -> None:
+        topic = self._subscribe_mids.pop(mid, "?")
         refused = [str(rc) for rc in codes if rc.is_failure]
         if refused:
-            log.warning("broker refused a subscription (%s): check the site's ACL", ", ".join(refused))
+            self.refused_subscriptions.add(topic)
+            log.warning("broker refused the subscription to %s (%s): check the site's rights on the broker",
+                        topic, ", ".join(refused))
         if mid == self._last_subscribe_mid:
             for listener in self._ready_listeners:
                 try:
