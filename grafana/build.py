@@ -298,8 +298,8 @@ def fleet() -> dict[str, Any]:
               "ingest (and how long ago the oldest was sent, in seconds), failed polls since start. An agent that "
               "died days ago stays listed with up = 0.", "none",
               [target("A", f'SELECT last("up") AS "up", last("spool_depth") AS "spool_depth", '
-                           f'last("spool_unacked") AS "unacknowledged", '
-                           f'last("spool_unacked_oldest_s") AS "unacknowledged_oldest_s", '
+                           f'last("spool_unacked") AS "spool_unacked", '
+                           f'last("spool_unacked_oldest_s") AS "spool_unacked_oldest_s", '
                            f'last("poll_errors") AS "poll_errors" FROM "{AGT}" WHERE $timeFilter GROUP BY "site"',
                       ds, fmt="table")],
               ds, w=12, h=8, time_from="30d"),
@@ -352,7 +352,7 @@ def building() -> dict[str, Any]:
               "broker accepted but the ingest has not yet acknowledged as stored in InfluxDB. The spool grows "
               "while the uplink is down (unacknowledged stays low) or while the ingest or InfluxDB is down "
               "(unacknowledged grows with it), and drains when they come back.", "short",
-              [target("A", f'SELECT max("spool_depth") AS "in spool", max("spool_unacked") AS "unacknowledged" '
+              [target("A", f'SELECT max("spool_depth") AS "spool_depth", max("spool_unacked") AS "spool_unacked" '
                            f'FROM "{AGT}" WHERE {SITE_RE} AND $timeFilter GROUP BY time($__interval) fill(null)',
                       ds)], ds, w=12, h=7, interval="5m"),
         panel(L, "timeseries", "Agent: failed polls", "Failed Modbus polls per interval (difference of the "
