@@ -163,7 +163,8 @@ class Ingest:
             "backlog": s.backlog,
             "reconnects": s.reconnects,
             "influxdb": "down" if self._influx_down_since is not None else "up",
-            "healthy": self.healthy(),
+            # Healthy means data reaches InfluxDB, not only that the threads turn (the watchdog's test).
+            "healthy": self.healthy() and self._influx_down_since is None,
         }
 
     def publish_health(self) -> None:
