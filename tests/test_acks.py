@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.central.acks import Stored, group_by_site
+from agent.central.ingest.acks import Stored, group_by_site
 from agent.central.validate import message_to_points
 from agent.edge.acks import (
     IngestPresence,
