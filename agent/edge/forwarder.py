@@ -289,8 +289,10 @@ class Forwarder:
         """(rows, oldest sent time) of the ledger, refreshed by the forwarder thread for ``health``."""
         publisher.add_connection_listener(self._on_link_change)
         if acks:
-            publisher.add_subscription(topics.ack, self._on_ack_message)
+            # The status first: the broker sends its retained copies before it answers the next
+            # subscription, so when the ack subscription is answered ("ready") the statuses are known.
             publisher.add_subscription(ingest_status_filter(topics.root), self._on_status_message)
+            publisher.add_subscription(topics.ack, self._on_ack_message)
             publisher.add_ready_listener(lambda: self._post("ready", None))
 
     # ------------------------------------------------------------------ public
