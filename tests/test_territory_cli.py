@@ -19,7 +19,6 @@ import pytest
 
 from agent import cli
 from agent.central.config import load_ingest_config
-from agent.central.influxql import InfluxQLClient
 from agent.central.points import make_point
 from agent.central.rollup import Rollup
 from tests.fixtures.influx import InfluxServer
@@ -66,12 +65,12 @@ ENEDIS_CONSO = """Année;Code Commune;Nom Commune;CODE GRAND SECTEUR;Conso total
 2022;62510;Liévin;RESIDENTIEL;20000,5;3;7000
 2022;62510;Liévin;INDUSTRIE;secret;secret;2
 """
-ENEDIS_PROD = """annee;nom_commune;code_commune;domaine_de_tension;energie_produite_annuelle_photovoltaique_enedis_mwh;energie_produite_annuelle_eolien_enedis_mwh;energie_produite_annuelle_cogeneration_enedis_mwh
-2022;Loos-en-Gohelle;62528;BT;2000;0;0
+ENEDIS_PROD = ("annee;nom_commune;code_commune;domaine_de_tension;energie_produite_annuelle_photovoltaique_enedis_mwh;"
+               "energie_produite_annuelle_eolien_enedis_mwh;energie_produite_annuelle_cogeneration_enedis_mwh\n") + """2022;Loos-en-Gohelle;62528;BT;2000;0;0
 2022;Loos-en-Gohelle;62528;HTA;1000;500;4000
 """
-ODRE = """nomInstallation;codeEICResourceObject;codeINSEECommune;commune;filiere;regime;puisMaxInstallee;nbInstallations;energieAnnuelleGlissanteInjectee;energieAnnuelleGlissanteProduite
-Confidentiel;;62510;Liévin;Solaire;;1000;150;1000000;
+ODRE = ("nomInstallation;codeEICResourceObject;codeINSEECommune;commune;filiere;regime;puisMaxInstallee;"
+        "nbInstallations;energieAnnuelleGlissanteInjectee;energieAnnuelleGlissanteProduite\n") + """Confidentiel;;62510;Liévin;Solaire;;1000;150;1000000;
 Parc;17W1;62510;Liévin;Eolien;En service;2000;1;3000000;3100000
 Batterie;17W2;62510;Liévin;Stockage non hydraulique;En service;500;1;10;10
 """
@@ -175,7 +174,8 @@ def test_import_and_report_numbers_equal_hand_truths(setup: dict[str, Any], caps
 
     # The table says the same thing for a person.
     status, table, _ = terril(capsys, "territory", "report", "-c", str(config))
-    assert status == 0 and "Lens (62498)" in table and "16 000" in table and "20 001*" in table
+    assert status == 0
+    assert "Lens (62498)" in table and "16 000.0" in table and "20 000.5*" in table and "0.3" in table
 
     # territory_balance, what the dashboards read: the imported year with its share.
     rows = influx.rows('SELECT * FROM "territory_balance" WHERE "commune" = \'_territory\'', DB)
@@ -235,7 +235,6 @@ def test_rollup_writes_commune_rows_with_the_imported_reference(setup: dict[str,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     config_path, files = setup["config"], setup["files"]
     config = load_ingest_config(config_path)
-    client = InfluxQLClient(influx.url, DB)
     # Counter readings of the mairie and ecole inverters on 2022-06-01, so the rollup has something to roll up.
     day = date(2022, 6, 1)
     lines = []
@@ -259,7 +258,7 @@ def test_rollup_writes_commune_rows_with_the_imported_reference(setup: dict[str,
     before = rows()
     assert before["62528"]["production_wh"] == pytest.approx(150000.0)
     assert before["62510"]["production_wh"] == pytest.approx(40000.0)
-    assert before["62528"]["reference_consumption_wh"] is None
+    assert before["62528"].get("reference_consumption_wh") is None
 
     assert terril(capsys, "territory", "import", "-c", str(config_path), *map(str, files.values()))[0] == 0
     caplog.clear()
@@ -275,4 +274,18 @@ def test_rollup_writes_commune_rows_with_the_imported_reference(setup: dict[str,
     [territory] = influx.rows('SELECT "reference_consumption_wh" FROM "energy_daily" WHERE "site" = \'_territory\' '
                               "AND time = '2022-05-31T22:00:00Z'", DB)
     assert territory["reference_consumption_wh"] == pytest.approx(CONSTANT_WH * share)
-    _ = client
+
+    # Once every commune has an imported year (Lens: 2021 only), the territory's reference is their sum.
+    lens = files["conso"].parent / "lens-2021.csv"
+    lens.write_text("annee;code_commune;code_grand_secteur;conso_totale_mwh\n2021;62498;RESIDENTIEL;80000\n",
+                    encoding="utf-8")
+    assert terril(capsys, "territory", "import", "-c", str(config_path), str(lens))[0] == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="agent.central.territory.daily"):
+        rollup.run_once(now=datetime(2022, 6, 1, 23, tzinfo=PARIS), since=day)
+    assert "imported consumption of 3 commune(s) (latest years, oldest 2021)" in caplog.text
+    [territory] = influx.rows('SELECT "reference_consumption_wh" FROM "energy_daily" WHERE "site" = \'_territory\' '
+                              "AND time = '2022-05-31T22:00:00Z'", DB)
+    assert territory["reference_consumption_wh"] == pytest.approx(
+        (LOOS_CONSUMPTION + LIEVIN_CONSUMPTION + 80000e6) * share)
+    assert rows()["62498"]["reference_consumption_wh"] == pytest.approx(80000e6 * share)

@@ -127,14 +127,23 @@ def _report(args: argparse.Namespace, scope: Any, client: Any) -> int:
 def _mwh(value: float | None, complete: bool = True) -> str:
     if value is None:
         return "—"
-    return f"{value / 1e6:,.0f}{'' if complete else '*'}".replace(",", " ")
+    return f"{value / 1e6:,.1f}{'' if complete else '*'}".replace(",", " ")
+
+
+SHORT_SOURCES = {"agence_ore": "ORE", "enedis_consumption": "Enedis", "enedis_production": "Enedis",
+                 "odre_register": "ODRÉ"}
+
+
+def _source(text: str | None) -> str:
+    """``agence_ore+enedis_consumption`` -> ``ORE+Enedis`` (the JSON has the full names)."""
+    return "+".join(SHORT_SOURCES.get(s, s) for s in (text or "").split("+") if s)
 
 
 def format_table(report: Any) -> str:
     """The report as a text table, one block per commune then the total; ``*`` marks an incomplete figure."""
     lines = [f"Energy balance of {report.scope.name} (MWh; * = incomplete: a sector or commune is masked "
              "or missing; — = no data)"]
-    head = (f"{'year':>4}  {'electricity':>12} {'source':<18} {'gas':>10} {'renewable':>10} {'figure':<9} "
+    head = (f"{'year':>4}  {'electricity':>12} {'source':<10} {'gas':>10} {'renewable':>10} {'figure':<17} "
             f"{'installed kW':>12} {'monitored':>10} {'share':>7}")
 
     def block(title: str, balances: Any) -> None:
@@ -146,8 +155,8 @@ def format_table(report: Any) -> str:
             installed = b.installed_power.total
             lines.append(
                 f"{b.year:>4}  {_mwh(b.consumption.total, b.consumption.complete):>12} "
-                f"{b.consumption.source or '':<18} {_mwh(b.gas.total, b.gas.complete):>10} "
-                f"{_mwh(b.production.total, b.production.complete):>10} {b.production_figure or '':<9} "
+                f"{_source(b.consumption.source):<10} {_mwh(b.gas.total, b.gas.complete):>10} "
+                f"{_mwh(b.production.total, b.production.complete):>10} {b.production_figure or '':<17} "
                 f"{'—' if installed is None else f'{installed / 1e3:,.0f}'.replace(',', ' '):>12} "
                 f"{_mwh(b.monitored_production_wh):>10} {'—' if share is None else f'{share:.1%}':>7}")
 
