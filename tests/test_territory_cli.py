@@ -66,11 +66,13 @@ ENEDIS_CONSO = """Année;Code Commune;Nom Commune;CODE GRAND SECTEUR;Conso total
 2022;62510;Liévin;INDUSTRIE;secret;secret;2
 """
 ENEDIS_PROD = ("annee;nom_commune;code_commune;domaine_de_tension;energie_produite_annuelle_photovoltaique_enedis_mwh;"
-               "energie_produite_annuelle_eolien_enedis_mwh;energie_produite_annuelle_cogeneration_enedis_mwh\n") + """2022;Loos-en-Gohelle;62528;BT;2000;0;0
+               "energie_produite_annuelle_eolien_enedis_mwh;energie_produite_annuelle_cogeneration_enedis_mwh\n") + """\
+2022;Loos-en-Gohelle;62528;BT;2000;0;0
 2022;Loos-en-Gohelle;62528;HTA;1000;500;4000
 """
 ODRE = ("nomInstallation;codeEICResourceObject;codeINSEECommune;commune;filiere;regime;puisMaxInstallee;"
-        "nbInstallations;energieAnnuelleGlissanteInjectee;energieAnnuelleGlissanteProduite\n") + """Confidentiel;;62510;Liévin;Solaire;;1000;150;1000000;
+        "nbInstallations;energieAnnuelleGlissanteInjectee;energieAnnuelleGlissanteProduite\n") + """\
+Confidentiel;;62510;Liévin;Solaire;;1000;150;1000000;
 Parc;17W1;62510;Liévin;Eolien;En service;2000;1;3000000;3100000
 Batterie;17W2;62510;Liévin;Stockage non hydraulique;En service;500;1;10;10
 """
