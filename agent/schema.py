@@ -110,13 +110,55 @@ STATUS_OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The physically possible range of a field, in the field's unit, both ends included.
+
+    A value outside it is not a measurement but a broken device or a forged message:
+    the ingest does not store it (it dead-letters the message with the reason), so
+    one site can never push the town's totals to 1e308 or infinity.
+    """
+
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high  # False for NaN
+
+
+MAX_POWER_W = 1e8
+"""Absolute cap on any power (W, VA, var) of one device or site: 100 MW, far above any roof or meter of a town."""
+MAX_LIFETIME_WH = 1e16
+"""Absolute cap on a lifetime energy counter: 100 MW for more than 10 000 years."""
+MAX_DAY_WH = MAX_POWER_W * 25
+"""What one site can produce or consume in a local day (25 h on the day the clocks go back)."""
+_INT_COUNT = Bounds(0, 2**63 - 1)
+
+UNIT_BOUNDS: dict[str, Bounds] = {
+    "W": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "VA": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "var": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "Wh": Bounds(0, MAX_LIFETIME_WH),
+    "V": Bounds(-1e3, 1e6),
+    "A": Bounds(-1e5, 1e5),
+    "Hz": Bounds(0, 1e3),
+    "°C": Bounds(-273.15, 1e3),
+    "s": Bounds(0, 1e11),
+    "B": Bounds(0, 2**53),
+    "%": Bounds(0, 100),
+}
+"""Default bounds per unit; a field whose range is narrower (power factor, latitude …) names its own."""
+
+
+@dataclass(frozen=True)
 class FieldSpec:
-    """One InfluxDB field: its name (unit suffix included), its fixed type and what it means."""
+    """One InfluxDB field: its name (unit suffix included), its fixed type, what it means and its possible range."""
 
     name: str
     type: FieldType
     unit: str
     description: str
+    bounds: Bounds | None = None
+    """None for strings only: every number has a range (``UNIT_BOUNDS`` unless the field names its own)."""
 
 
 @dataclass(frozen=True)
@@ -135,18 +177,24 @@ class MeasurementSpec:
         return {f.name: f for f in self.fields}
 
 
-def _f(name: str, unit: str, description: str) -> FieldSpec:
-    return FieldSpec(name, "float", unit, description)
+def _f(name: str, unit: str, description: str, bounds: Bounds | None = None) -> FieldSpec:
+    if bounds is None:
+        if unit not in UNIT_BOUNDS:
+            raise ValueError(f"field {name}: no default bounds for unit {unit!r}; give the field its own")
+        bounds = UNIT_BOUNDS[unit]
+    return FieldSpec(name, "float", unit, description, bounds)
 
 
-def _i(name: str, unit: str, description: str) -> FieldSpec:
-    return FieldSpec(name, "int", unit, description)
+def _i(name: str, unit: str, description: str, bounds: Bounds = _INT_COUNT) -> FieldSpec:
+    """Integers are counts, enumerations and bit fields: never negative unless the field says so."""
+    return FieldSpec(name, "int", unit, description, UNIT_BOUNDS.get(unit, bounds) if unit else bounds)
 
 
 def _s(name: str, description: str) -> FieldSpec:
     return FieldSpec(name, "str", "", description)
 
 
+_POWER_FACTOR = Bounds(-1, 1)
 _AC_GRID_FIELDS = (
     _f("ac_current_a", "A", "AC current, sum of phases"),
     _f("ac_voltage_an_v", "V", "phase A to neutral voltage"),
@@ -163,14 +211,14 @@ INVERTER = MeasurementSpec(
         _f("ac_energy_wh", "Wh", "lifetime AC energy produced (monotonic counter)"),
         _f("ac_apparent_power_va", "VA", "AC apparent power"),
         _f("ac_reactive_power_var", "var", "AC reactive power"),
-        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1", _POWER_FACTOR),
         *_AC_GRID_FIELDS,
         _f("dc_power_w", "W", "DC input power"),
         _f("dc_voltage_v", "V", "DC input voltage"),
         _f("dc_current_a", "A", "DC input current"),
         _f("temp_cabinet_c", "°C", "cabinet temperature"),
         _f("temp_heatsink_c", "°C", "heat sink temperature"),
-        _i("state", "", "operating state (SunSpec St enumeration)"),
+        _i("state", "", "operating state (SunSpec St enumeration)", Bounds(0, 65535)),
         _i("events", "", "event bit field (SunSpec Evt1)"),
     ),
     "one inverter, one row per poll",
@@ -195,7 +243,7 @@ METER = MeasurementSpec(
         _f("power_w", "W", "active power at the meter, positive when importing from the grid"),
         _f("energy_import_wh", "Wh", "lifetime energy imported from the grid"),
         _f("energy_export_wh", "Wh", "lifetime energy exported to the grid"),
-        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1", _POWER_FACTOR),
         *_AC_GRID_FIELDS,
         _i("events", "", "meter event bit field (SunSpec Evt)"),
     ),
@@ -206,7 +254,7 @@ EVENT = MeasurementSpec(
     "event",
     ("site", "device", "code"),
     (
-        _i("active", "", "1 when the event starts, 0 when it ends"),
+        _i("active", "", "1 when the event starts, 0 when it ends", Bounds(0, 1)),
         _s("text", "human-readable description of the event"),
     ),
     "fault transitions",
@@ -216,7 +264,7 @@ AGENT = MeasurementSpec(
     "agent",
     ("site",),
     (
-        _i("up", "", "1 while the agent is online, 0 after its last will"),
+        _i("up", "", "1 while the agent is online, 0 after its last will", Bounds(0, 1)),
         _f("uptime_s", "s", "seconds since the agent started"),
         _i("spool_depth", "", "readings waiting in the spool"),
         _f("spool_oldest_s", "s", "age of the oldest spooled reading"),
@@ -234,25 +282,30 @@ SITE_INFO = MeasurementSpec(
     "site_info",
     ("site",),
     (
-        _f("peak_power_w", "W", "installed peak power (kWp x 1000)"),
-        _i("panels", "", "number of solar panels"),
+        _f("peak_power_w", "W", "installed peak power (kWp x 1000)", Bounds(0, MAX_POWER_W)),
+        _i("panels", "", "number of solar panels", Bounds(0, 10_000_000)),
         _s("owner", "commune, citizen, cooperative …"),
         _s("name", "display name of the site"),
-        _f("latitude", "°", "site latitude"),
-        _f("longitude", "°", "site longitude"),
+        _f("latitude", "°", "site latitude", Bounds(-90, 90)),
+        _f("longitude", "°", "site longitude", Bounds(-180, 180)),
     ),
     "site metadata, from the retained info message",
 )
+
+_SITE_DAY = Bounds(0, MAX_DAY_WH)
+"""A site's energy of one local day (the rollup leaves out a site beyond it; the territory sums are not bounded)."""
 
 ENERGY_DAILY = MeasurementSpec(
     "energy_daily",
     ("site",),
     (
-        _f("production_wh", "Wh", "energy produced during the local day"),
-        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)"),
-        _f("import_wh", "Wh", "energy imported from the grid"),
-        _f("export_wh", "Wh", "energy exported to the grid"),
-        _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference"),
+        _f("production_wh", "Wh", "energy produced during the local day", _SITE_DAY),
+        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)",
+           Bounds(-MAX_DAY_WH, 2 * MAX_DAY_WH)),
+        _f("import_wh", "Wh", "energy imported from the grid", _SITE_DAY),
+        _f("export_wh", "Wh", "energy exported to the grid", _SITE_DAY),
+        _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference",
+           Bounds(0, MAX_LIFETIME_WH)),
     ),
     "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
 )
@@ -266,14 +319,19 @@ READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter"
 
 # --------------------------------------------------------------------------- territory open data (yearly)
 
-TERRITORY_AMOUNTS: tuple[tuple[str, str, str], ...] = (
-    ("energy_wh", "Wh", "energy consumed (kind electricity, gas) or produced (kind production) in the year"),
-    ("delivery_points", "", "delivery points (consumption)"),
-    ("sites", "", "production sites (Enedis production)"),
-    ("power_w", "W", "installed power (ODRÉ register, kind installations)"),
-    ("installations", "", "installations (ODRÉ register)"),
-    ("produced_wh", "Wh", "annual energy produced (ODRÉ register; often masked for small installations)"),
-    ("injected_wh", "Wh", "annual energy injected into the grid (ODRÉ register; self-consumption missing)"),
+_TERRITORY_COUNT = Bounds(0, 1e12)
+_TERRITORY_POWER = Bounds(0, 1e12)
+"""Installed power of a commune, or what it misses: far above one device's ``MAX_POWER_W``."""
+_SHARE = Bounds(0, 1e3)
+
+TERRITORY_AMOUNTS: tuple[tuple[str, str, str, Bounds | None], ...] = (
+    ("energy_wh", "Wh", "energy consumed (kind electricity, gas) or produced (kind production) in the year", None),
+    ("delivery_points", "", "delivery points (consumption)", _TERRITORY_COUNT),
+    ("sites", "", "production sites (Enedis production)", _TERRITORY_COUNT),
+    ("power_w", "W", "installed power (ODRÉ register, kind installations)", _TERRITORY_POWER),
+    ("installations", "", "installations (ODRÉ register)", _TERRITORY_COUNT),
+    ("produced_wh", "Wh", "annual energy produced (ODRÉ register; often masked for small installations)", None),
+    ("injected_wh", "Wh", "annual energy injected into the grid (ODRÉ register; self-consumption missing)", None),
 )
 """Each amount of an open-data figure, written with ``<name>_masked``: how many of the cells it sums were
 masked (secret). The value is absent when every cell was masked: unknown, never 0."""
@@ -282,8 +340,8 @@ TERRITORY_YEARLY = MeasurementSpec(
     "territory_yearly",
     ("commune", "source", "kind", "category", "edition"),
     (
-        *(_f(name, unit, text) for name, unit, text in TERRITORY_AMOUNTS),
-        *(_i(f"{name}_masked", "", f"masked cells summed into {name}") for name, _, _ in TERRITORY_AMOUNTS),
+        *(_f(name, unit, text, bounds) for name, unit, text, bounds in TERRITORY_AMOUNTS),
+        *(_i(f"{name}_masked", "", f"masked cells summed into {name}") for name, _, _, _ in TERRITORY_AMOUNTS),
         _i("current", "", "1 while this edition (file) is the latest imported for its commune, year, source and kind"),
     ),
     "yearly open-data figures per commune (INSEE code), timestamp = 1 January of the year (local midnight); "
@@ -310,12 +368,14 @@ TERRITORY_BALANCE = MeasurementSpec(
         _i("consumption_complete", "", "0 when a sector was masked: the consumption is a lower bound"),
         _f("renewable_production_wh", "Wh", "local renewable production in the year (grid operators)"),
         _f("monitored_production_wh", "Wh", "production of the roofs terril monitors in the year"),
-        _f("renewable_share", "", "renewable production / electricity consumption"),
-        _f("target_share", "", "share on the straight path from the baseline year's share to the target"),
+        _f("renewable_share", "", "renewable production / electricity consumption", _SHARE),
+        _f("target_share", "", "share on the straight path from the baseline year's share to the target", _SHARE),
         _f("missing_wh", "Wh", "renewable production still missing to reach the target share (>= 0)"),
-        _f("missing_peak_power_w", "W", "the same, as rooftop peak power at the fleet's specific yield"),
-        _f("missing_roofs", "", "the same, in roofs of the fleet's median peak power"),
-        _f("fleet_yield_kwh_per_kwp", "kWh/kWp", "specific yield of the monitored roofs over the year"),
+        _f("missing_peak_power_w", "W", "the same, as rooftop peak power at the fleet's specific yield",
+           _TERRITORY_POWER),
+        _f("missing_roofs", "", "the same, in roofs of the fleet's median peak power", _TERRITORY_COUNT),
+        _f("fleet_yield_kwh_per_kwp", "kWh/kWp", "specific yield of the monitored roofs over the last 365 days",
+           Bounds(0, 1e4)),
     ),
     "the energy-positive balance per commune and for the territory (commune=_territory), per year",
 )
