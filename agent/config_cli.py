@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
+from agent.configfile import load_yaml
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config
 from agent.errors import ConfigError
 
 EXIT_INVALID = 2
@@ -29,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
-        data = read_yaml(path)
+        data = load_yaml(path)
         if isinstance(data, dict) and "influxdb" in data:
             return _check_ingest(path)
         config = load_agent_config(path)
