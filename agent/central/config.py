@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES
 from agent.configerrors import fail, fail_many, show, validate_model
 from agent.configfile import FileRefused, check_file, load_yaml, read_secret
+from agent.errors import ConfigError
 from agent.schema import SLUG_RE, TOPIC_ROOT
 
 
@@ -190,6 +192,8 @@ class IngestConfig(_Strict):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     topic_root: str = TOPIC_ROOT
+    inventory: Path | None = None
+    """The town's inventory of roofs (``sites.yaml``, DESIGN.md "Inventory"); relative to this file's folder."""
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
     """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
 
@@ -211,4 +215,22 @@ def parse_ingest_config(data: Any, source: str = "<config>") -> IngestConfig:
 
 def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
     """Read and check an ingest config file; raise ConfigError with ``key.path: reason`` lines."""
-    return parse_ingest_config(load_yaml(path), os.fspath(path))
+    data = load_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("inventory"), str):
+        named = Path(data["inventory"]).expanduser()
+        data = {**data, "inventory": str(named if named.is_absolute() else Path(path).resolve().parent / named)}
+    source = os.fspath(path)
+    config = parse_ingest_config(data, source)
+    if config.inventory is not None:
+        _check_inventory(config.inventory, source)
+    return config
+
+
+def _check_inventory(path: Path, source: str) -> None:
+    """The inventory is part of the ingest's configuration: its problems are the config's problems."""
+    from agent.central.inventory import load_inventory
+
+    try:
+        load_inventory(path)
+    except ConfigError as exc:
+        raise ConfigError(source, [f"inventory: {exc.source}: {p}" for p in exc.problems]) from None

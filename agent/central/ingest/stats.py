@@ -18,6 +18,9 @@ class IngestStats:
     reconnects: int = 0
     retained_status_skipped: int = 0
     """Retained ``status`` copies the broker re-sent on (re)subscribe: acknowledged, not written."""
+    retained_not_stored: int = 0
+    """Other retained copies with nothing to store again (invalid, or without ``ts``): acknowledged,
+    neither written nor dead-lettered again (their live publication was)."""
     deadletters_refused: int = 0
     """Dead letters the broker refused (PUBACK reason code >= 0x80): originals left unacknowledged."""
     received: int = 0
