@@ -69,11 +69,8 @@ def _compare_with_inventory(config: AgentConfig, path: Path) -> int:
     return 0
 
 
-def _print_problems(exc: ConfigError) -> None:
-    for problem in exc.problems:
-        print(f"{exc.source}: {problem}", file=sys.stderr)
-    count = len(exc.problems)
-    print(f"{exc.source}: {count} problem{'s' if count != 1 else ''}, nothing was started", file=sys.stderr)
+def _print_problems(exc: ConfigError, what: str = "configuration") -> None:
+    print(exc.report(what), file=sys.stderr)
 
 
 def _check_ingest(path: Path) -> int:

@@ -34,6 +34,16 @@ def _read_secret(path: str, key: str) -> SecretStr:
         raise fail_many([(key, exc.reason)]) from None
 
 
+def _secret_file(path: str | None) -> str | None:
+    """Field check of a secret file, so that it is reported with every other problem of its section."""
+    if path is not None:
+        try:
+            read_secret(path, strip=None)
+        except FileRefused as exc:
+            raise fail(exc.reason) from None
+    return path
+
+
 class TlsConfig(_Strict):
     ca: str | None = None
     """CA certificate that signed the broker's certificate (None: the system's CAs)."""
@@ -68,6 +78,11 @@ class BrokerConfig(_Strict):
     password_file: str | None = None
     tls: TlsConfig | None = None
     keepalive: int = Field(30, ge=5, le=3600)
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_readable(cls, value: str | None) -> str | None:
+        return _secret_file(value)
 
     @model_validator(mode="after")
     def _password(self) -> BrokerConfig:
@@ -126,6 +141,11 @@ class InfluxConfig(_Strict):
     """Seconds before one write attempt counts as failed (and is retried)."""
     retry_max_delay: float = Field(30.0, ge=0.1, le=3600)
     """Cap of the exponential back-off between write attempts while InfluxDB is down."""
+
+    @field_validator("password_file", "token_file")
+    @classmethod
+    def _secret_files_readable(cls, value: str | None) -> str | None:
+        return _secret_file(value)
 
     @model_validator(mode="after")
     def _by_api(self) -> InfluxConfig:
