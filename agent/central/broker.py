@@ -209,7 +209,9 @@ def _send(args: argparse.Namespace, commands: list[dict[str, Any]]) -> None:
     """Run the commands as admin; an existing role is reused, any other refusal stops."""
     password = _read_admin_password(args.admin_password_file)
     responses = dynsec.run_commands(_address(args), dynsec.ADMIN_USER, password, commands)
-    for command, response in zip(commands, responses, strict=False):
+    if len(responses) != len(commands):
+        raise dynsec.DynsecError(f"the broker answered {len(responses)} of {len(commands)} commands: {responses}")
+    for command, response in zip(commands, responses, strict=True):
         error = response.get("error")
         if error is None or (command["command"] == "createRole" and "exists" in str(error)):
             continue
