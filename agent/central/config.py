@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES
 from agent.errors import ConfigError
+from agent.public.config import PublicConfig
 from agent.schema import SLUG_RE, TOPIC_ROOT
 
 
@@ -174,6 +175,8 @@ class IngestConfig(_Strict):
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influxdb: InfluxConfig
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    public: PublicConfig | None = None
+    """The public static site (agent.public): built by the ingest every ``public.every`` seconds."""
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     topic_root: str = TOPIC_ROOT
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
