@@ -250,3 +250,121 @@ def test_empty_database_no_reference_and_empty_register_render_sensible_pages(se
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"\b(NaN|nan|None|inf|null W|undefined)\b", text), path
     assert built.view.roofs and all(r.total_wh == 0 for r in built.view.roofs)
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORTS = {"phone": (390, 844), "desktop": (1280, 800)}
+PAGE_BUDGET_BYTES = 150 * 1024
+
+# For every element with its own text: its colour against the first opaque background up the tree,
+# WCAG 2 relative luminance; AA asks 4.5:1 (3:1 for large text: 24 px, or 18.66 px bold).
+CONTRAST_JS = """() => {
+  const lum = (c) => { const m = c.match(/[\\d.]+/g).map(Number);
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return [0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]), m.length > 3 ? m[3] : 1]; };
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+      const [l, a] = lum(c); if (a > 0.9) return l; } return 1; };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest('svg')) continue;
+    const s = getComputedStyle(el); if (s.visibility === 'hidden' || s.display === 'none') continue;
+    const r = el.getBoundingClientRect(); if (r.width === 0 || r.right < 0) continue;
+    const [fg] = lum(s.color); const b = bg(el);
+    const ratio = (Math.max(fg, b) + 0.05) / (Math.min(fg, b) + 0.05);
+    const size = parseFloat(s.fontSize), bold = parseInt(s.fontWeight) >= 700;
+    const need = (size >= 24 || (bold && size >= 18.66)) ? 3 : 4.5;
+    if (ratio < need) bad.push(el.tagName + ' "' + el.textContent.trim().slice(0, 40) + '" ' + ratio.toFixed(2));
+  }
+  return bad;
+}"""
+HEADINGS_JS = "() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => Number(h.tagName[1]))"
+
+
+@pytest.fixture(scope="module")
+def served(seeded: Town) -> Iterator[str]:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(seeded.out))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make deps` installs Debian's chromium")
+    with sync_api.sync_playwright() as p:
+        # Playwright gives the browser a new, empty profile (it refuses --user-data-dir in launch())
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+@pytest.mark.parametrize("path", ["index.html", "en/index.html", "toits/citoyen-1.html", "naissances/panneau-1.html"])
+def test_pages_in_a_real_browser(served: str, browser: Any, tmp_path: Path, path: str, viewport: str) -> None:
+    width, height = VIEWPORTS[viewport]
+    context = browser.new_context(viewport={"width": width, "height": height}, java_script_enabled=True)
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    received: list[int] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("request", lambda req: requests.append(req.url))
+
+    def on_response(resp: Any) -> None:
+        body = resp.body() if resp.status != 304 else b""
+        received.append(len(body))
+
+    page.on("response", on_response)
+    response = page.goto(served + path, wait_until="load")
+    assert response is not None and response.status == 200
+    assert errors == []
+    assert requests and all(url.startswith(served) for url in requests), requests
+    assert context.cookies() == []
+    assert page.evaluate("document.documentElement.lang") in ("fr", "en")
+    scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll[0] <= scroll[1], f"horizontal scroll at {width} px: {scroll}"
+    levels = page.evaluate(HEADINGS_JS)
+    assert levels[0] == 1 and levels.count(1) == 1
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
+    assert page.evaluate(CONTRAST_JS) == []
+    if path.endswith("index.html"):
+        assert sum(received) <= PAGE_BUDGET_BYTES, f"{sum(received)} bytes"
+    shots = tmp_path / "screenshots"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / f"{path.replace('/', '_')}-{viewport}.png"), full_page=True)
+    context.close()
+
+
+def test_key_figures_without_javascript(served: str, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(served + "index.html")
+    assert plain(page.inner_text("#power-now")) == plain(format_power(power_now(), "fr"))
+    energy = plain(page.inner_text("#energy"))
+    for wh in (all_energy(today()), all_energy(date(2026, 3, 1)), all_energy(date(2026, 1, 1))):
+        assert plain(format_energy(wh, "fr")) in energy
+    assert page.inner_text("#co2") and page.inner_text("#households")
+    context.close()

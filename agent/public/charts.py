@@ -16,12 +16,13 @@ from html import escape
 
 from agent.public.numbers import Lang, format_number
 
-WIDTH = 640
-HEIGHT = 260
-LEFT = 52
-RIGHT = 8
-TOP = 14
-BOTTOM = 40
+WIDTH = 420
+"""Drawn for a phone (~360 px of width: the text stays close to its nominal size), scaled up on a desktop."""
+HEIGHT = 230
+LEFT = 44
+RIGHT = 6
+TOP = 16
+BOTTOM = 26
 
 BAR = "#1f6f43"
 """Dark green: 6.6:1 against white."""
@@ -87,10 +88,10 @@ def bar_chart(
     while tick <= top + step / 2:
         y = TOP + plot_h - plot_h * tick / top
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12" fill="{TEXT}">'
+        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13" fill="{TEXT}">'
                      f"{escape(format_number(tick, decimals, lang))}</text>")
         tick += step
-    parts.append(f'<text x="{LEFT - 6}" y="{TOP - 2}" text-anchor="end" font-size="11" fill="{TEXT}">'
+    parts.append(f'<text x="{LEFT - 6}" y="{TOP - 4}" text-anchor="end" font-size="12" fill="{TEXT}">'
                  f"{escape(unit)}</text>")
     for i, group in enumerate(groups):
         x0 = LEFT + i * slot + slot * 0.1
@@ -103,7 +104,7 @@ def bar_chart(
                          f'height="{h:.1f}" fill="{b.color}"/>')
         if group and i % label_every == 0:
             cx = LEFT + i * slot + slot / 2
-            parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="12" '
+            parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="13" '
                          f'fill="{TEXT}">{escape(group[0].label)}</text>')
     parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="{TEXT}"/>')
     parts.append("</svg>")

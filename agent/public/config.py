@@ -34,10 +34,11 @@ DEFAULT_CO2_SOURCE = {
 }
 DEFAULT_HOUSEHOLD_KWH_PER_YEAR = 4500.0
 DEFAULT_HOUSEHOLD_SOURCE = {
-    "fr": "Hypothèse : un foyer consomme 4 500 kWh d'électricité par an, ordre de grandeur de la "
-          "consommation résidentielle moyenne en France (CRE, chauffage compris).",
-    "en": "Assumption: a household uses 4,500 kWh of electricity a year, the order of magnitude of the "
-          "average French residential consumption (CRE, heating included).",
+    "fr": "CRE (Commission de régulation de l'énergie) : ordre de grandeur de la consommation "
+          "d'électricité moyenne d'un foyer en France, chauffage compris ; une hypothèse que la commune peut "
+          "changer.",
+    "en": "CRE (the French energy regulator): order of magnitude of the average electricity use of a "
+          "French household, heating included; an assumption the town can change.",
 }
 
 

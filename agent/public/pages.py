@@ -192,7 +192,7 @@ def _share_section(view: PublicView, lang: Lang) -> str:
 
 def _impact_section(view: PublicView, config: PublicConfig, lang: Lang) -> str:
     factor = f"{format_number(view.co2_kg_per_kwh * 1000, 0, lang)}{NBSP}g"
-    household = format_energy(view.household_kwh_per_year * 1000, lang)
+    household = f"{format_number(view.household_kwh_per_year, 0, lang)}{NBSP}kWh"
     colon = ":" if lang == "en" else f"{NBSP}:"
     return (
         f'<section aria-labelledby="h-impact"><h2 id="h-impact">{_e(t("impact_h", lang))}</h2>'
