@@ -1,8 +1,8 @@
 """A small generated town for the public-site tests, whose every figure is known in closed form.
 
-Each inverter's lifetime counter follows ``E(day) × frac(local hour)``: nothing
+Each inverter's lifetime counter follows ``E(day) * frac(local hour)``: nothing
 at night, a smooth rise from 07:00 to 19:00, so the energy of a local day is
-exactly ``E(day)`` and the energy of today up to 16:00 is ``E(today) ×
+exactly ``E(day)`` and the energy of today up to 16:00 is ``E(today) *
 frac(16)``, independently of how the rollup or the site compute them.
 Readings every 15 minutes from 06:00 to 20:00 local (inverters sleep at night),
 written with their power (the derivative of the counter).

@@ -11,6 +11,7 @@ database, no reference, empty newborn register, InfluxDB down).
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import re
@@ -348,7 +349,7 @@ def test_pages_in_a_real_browser(served: str, browser: Any, tmp_path: Path, path
     assert scroll[0] <= scroll[1], f"horizontal scroll at {width} px: {scroll}"
     levels = page.evaluate(HEADINGS_JS)
     assert levels[0] == 1 and levels.count(1) == 1
-    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
+    assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
     assert page.evaluate(CONTRAST_JS) == []
     if path.endswith("index.html"):
         assert sum(received) <= PAGE_BUDGET_BYTES, f"{sum(received)} bytes"

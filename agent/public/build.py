@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +63,13 @@ def build_site(
     inventory: Inventory | None = None,
 ) -> BuiltSite:
     """Build the site from an ``IngestConfig`` at *at* (default: now) and publish it to *out*."""
-    config = public or getattr(ingest, "public", None) or PublicConfig(out=str(out))
+    config = public or getattr(ingest, "public", None) or PublicConfig.model_validate({"out": str(out)})
     inventory = inventory if inventory is not None else inventory_for(ingest)
     register: tuple[Newborn, ...] = ()
     if inventory is not None and inventory.newborn_panels is not None:
         register = load_newborns(inventory.newborn_panels.register)
     tz = ingest.rollup.timezone
-    moment = (at or datetime.now(timezone.utc))
+    moment = (at or datetime.now(UTC))
     host = inventory.newborn_panels.site if inventory is not None and inventory.newborn_panels else None
     facts = fetch_facts(
         client or client_from_config(ingest.influxdb),

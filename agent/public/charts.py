@@ -42,12 +42,12 @@ class Bar:
 
 
 def nice_step(maximum: float, ticks: int = 4) -> float:
-    """A round step (1, 2, 2.5 or 5 × 10^n) giving about *ticks* grid lines up to *maximum*."""
+    """A round step (1, 2, 2.5 or 5 x 10^n) giving about *ticks* grid lines up to *maximum*."""
     if maximum <= 0 or not math.isfinite(maximum):
         return 1.0
     raw = maximum / ticks
-    power = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 2.5, 5, 10):
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
         if m * power >= raw:
             return m * power
     return 10 * power

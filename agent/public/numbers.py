@@ -34,10 +34,7 @@ def format_number(value: float, decimals: int, lang: Lang) -> str:
     if not math.isfinite(value):
         return "—"
     text = f"{abs(value):,.{max(decimals, 0)}f}"
-    if text.strip("0.,") == "":
-        negative = False  # -0.04 rounded to "0.0" is not negative
-    else:
-        negative = value < 0
+    negative = value < 0 and text.strip("0.,") != ""  # -0.04 rounded to "0.0" is not negative
     integer, _, fraction = text.partition(".")
     out = integer.replace(",", _GROUP[lang])
     if fraction:

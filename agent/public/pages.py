@@ -53,6 +53,7 @@ h3{font-size:1.1rem;margin:1.25rem 0 .5rem}
 main{padding:0 1rem 2rem}
 section{background:#fff;border-radius:10px;padding:1.1rem 1rem;margin:1rem 0;
  box-shadow:0 1px 2px rgba(0,0,0,.08)}
+section+section+section{content-visibility:auto;contain-intrinsic-size:auto 40rem}
 .updated{margin:1rem 0 0;font-size:.95rem;color:#3d4248}
 .notice{background:#fff4d6;border-left:5px solid #b45309;padding:.75rem 1rem;margin:1rem 0;color:#3b2a06}
 .hero{font-size:2.6rem;font-weight:700;color:#14532d;margin:.1rem 0;line-height:1.1}
@@ -150,7 +151,8 @@ def _freshness(view: PublicView, lang: Lang) -> str:
 
 
 def _card(label: str, value: str, period: str) -> str:
-    return f'<li><span class="p">{_e(label)}</span><span class="v">{_e(value)}</span><span class="p">{_e(period)}</span></li>'
+    return (f'<li><span class="p">{_e(label)}</span><span class="v">{_e(value)}</span>'
+            f'<span class="p">{_e(period)}</span></li>')
 
 
 def _now_section(view: PublicView, lang: Lang) -> str:
@@ -176,7 +178,8 @@ def _share_section(view: PublicView, lang: Lang) -> str:
     if view.share_year is None and view.share_12_months is None:
         body += f'<p>{_e(t("share_unknown", lang))}</p>'
     else:
-        for key, share, arg in (("share_year", view.share_year, view.at.year), ("share_12", view.share_12_months, None)):
+        shares = (("share_year", view.share_year, view.at.year), ("share_12", view.share_12_months, None))
+        for key, share, arg in shares:
             label = t(key, lang, arg) if arg is not None else t(key, lang)
             if share is None:
                 body += f'<p class="label">{_e(label)}</p><p>{_e(t("share_unknown", lang))}</p>'
@@ -186,7 +189,8 @@ def _share_section(view: PublicView, lang: Lang) -> str:
                      f'<div class="bar" aria-hidden="true"><span style="width:{width:.1f}%"></span></div>')
         body += f'<p class="note">{_e(t("share_method", lang))}</p>'
     if view.target is not None:
-        body += f'<p><strong>{_e(t("target", lang, format_percent(view.target.share, lang), view.target.year))}</strong></p>'
+        target = t("target", lang, format_percent(view.target.share, lang), view.target.year)
+        body += f"<p><strong>{_e(target)}</strong></p>"
     return f'<section aria-labelledby="h-share"><h2 id="h-share">{_e(t("share_h", lang))}</h2>{body}</section>'
 
 
@@ -219,7 +223,8 @@ def _daily_figure(days: Sequence[DayValue], title: str, lang: Lang, today_partia
         f'{_e(format_energy(d.wh, lang) if d.wh is not None else t("no_value", lang))}</td></tr>'
         for d in reversed(days)
     )
-    table = (f'<details><summary>{_e(t("show_figures", lang))}</summary><table><caption class="note">{_e(title)}</caption>'
+    table = (f'<details><summary>{_e(t("show_figures", lang))}</summary>'
+             f'<table><caption class="note">{_e(title)}</caption>'
              f'<thead><tr><th scope="col">{_e(t("col_day", lang))}</th><th scope="col" class="n">'
              f'{_e(t("col_production", lang))}</th></tr></thead><tbody>{rows}</tbody></table></details>')
     return f'<figure>{svg}<figcaption class="legend">{_e(title)}</figcaption>{table}</figure>'
@@ -321,14 +326,18 @@ def _newborns_section(array: NewbornArray, lang: Lang) -> str:
     if not array.registered:
         body += f'<p>{_e(t("newborns_empty", lang))}</p>'
     else:
-        body += (f'<p>{_e(t("newborns_total", lang, format_count(len(array.registered), lang), format_count(array.panels, lang), format_energy(array.energy_total_wh, lang)))}</p>')
+        total = t("newborns_total", lang, format_count(len(array.registered), lang),
+                  format_count(array.panels, lang), format_energy(array.energy_total_wh, lang))
+        body += f"<p>{_e(total)}</p>"
     if array.panels:
         body += f'<ol class="panels" aria-label="{_e(t("newborns_grid", lang))}">{"".join(cells)}</ol>'
     return f'<section aria-labelledby="h-newborns"><h2 id="h-newborns">{_e(t("newborns_h", lang))}</h2>{body}</section>'
 
 
 def _open_data_footer(ctx: PageContext) -> str:
-    link = lambda name: f'<a href="{ctx.root}data/{name}">{name}</a>'  # noqa: E731
+    def link(name: str) -> str:
+        return f'<a href="{ctx.root}data/{name}">{name}</a>'
+
     return (f"<h2>{_e(t('open_data_h', ctx.lang))}</h2><p>"
             + t("open_data", ctx.lang, link("summary.json"), link("daily.csv"), link("sites.json")) + "</p>")
 
@@ -402,6 +411,7 @@ def panel_page(view: PublicView, config: PublicConfig, array: NewbornArray, pane
     ctx = _sub_ctx(view, config, lang, f"{title} — {site_title(view, config, lang)}",
                    panel_href(panel, "fr"), panel_href(panel, "en"))
     born = t("born_in", lang, format_month_year(panel.born, lang))
+    method = t("panel_method", lang, format_date(panel.born, lang), format_count(array.panels, lang))
     kicker = t("newborns_h", lang)
     if panel.first_name:
         born = f"{t('panel', lang, panel.panel)} · {born}"
@@ -411,7 +421,7 @@ def panel_page(view: PublicView, config: PublicConfig, array: NewbornArray, pane
         + _freshness(view, lang)
         + f'<section aria-labelledby="h-panel"><h2 id="h-panel">{_e(t("panel_energy", lang))}</h2>'
         + f'<p class="hero" id="panel-energy">{_e(format_energy(panel.energy_wh, lang))}</p>'
-        + f'<p class="note">{_e(t("panel_method", lang, format_date(panel.born, lang), format_count(array.panels, lang)))}</p>'
+        + f'<p class="note">{_e(method)}</p>'
         + "</section></div></main>"
     )
     return page(ctx, body, _open_data_footer(ctx))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 KEEP_BUILDS = 2
@@ -36,7 +36,7 @@ def publish(out: Path, files: Mapping[str, bytes]) -> Path:
         raise ValueError(f"{out}: the site folder needs a name")
     builds = builds_dir(out)
     builds.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     build = builds / f"{stamp}-{os.getpid()}"
     tmp = builds / f".{build.name}.tmp"
     try:

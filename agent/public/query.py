@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo
 
 from agent.central.influxql import Series, quote_ident, quote_string, time_ms
 from agent.central.rollup import (
+    MEAN_YEAR_MS,
     PRODUCTION,
     REFERENCE,
-    MEAN_YEAR_MS,
     CounterWindow,
     LocalDay,
     QueryClient,
@@ -161,13 +161,15 @@ def fetch_facts(
     not_territory = f"site != {_TERRITORY}"
     up_to_at = f"time <= {time_ms(at_ms)}"
 
+    fresh_start = at_ms - int(POWER_FRESH.total_seconds() * 1000)
+    today_so_far = f"time >= {time_ms(midnight)} AND {up_to_at} GROUP BY site, device"
     statements = [
-        f"SELECT last({_AC_POWER}) FROM {_INVERTER} WHERE time > {time_ms(at_ms - int(POWER_FRESH.total_seconds() * 1000))}"
-        f" AND {up_to_at} GROUP BY site, device",
-        f"SELECT last({_AC_ENERGY}) FROM {_INVERTER} WHERE time >= {time_ms(before_start)} AND time < {time_ms(midnight)}"
+        f"SELECT last({_AC_POWER}) FROM {_INVERTER} WHERE time > {time_ms(fresh_start)} AND {up_to_at}"
         " GROUP BY site, device",
-        f"SELECT first({_AC_ENERGY}) FROM {_INVERTER} WHERE time >= {time_ms(midnight)} AND {up_to_at} GROUP BY site, device",
-        f"SELECT last({_AC_ENERGY}) FROM {_INVERTER} WHERE time >= {time_ms(midnight)} AND {up_to_at} GROUP BY site, device",
+        f"SELECT last({_AC_ENERGY}) FROM {_INVERTER} WHERE time >= {time_ms(before_start)}"
+        f" AND time < {time_ms(midnight)} GROUP BY site, device",
+        f"SELECT first({_AC_ENERGY}) FROM {_INVERTER} WHERE {today_so_far}",
+        f"SELECT last({_AC_ENERGY}) FROM {_INVERTER} WHERE {today_so_far}",
         f"SELECT {_PROD}, {_REF} FROM {_DAILY} WHERE site = {_TERRITORY} AND time >= {time_ms(history_start)}"
         f" AND time < {time_ms(midnight)}",
         f"SELECT sum({_PROD}) FROM {_DAILY} WHERE {not_territory} AND time >= {time_ms(year_start)}"
@@ -210,8 +212,8 @@ def fetch_facts(
         s.last_reading_ms = max(s.last_reading_ms or 0, t)
 
     territory_rows: dict[date, tuple[float | None, float | None]] = {}
-    for s in results[4]:
-        for row in s.values:
+    for series in results[4]:
+        for row in series.values:
             d = local_date(row[0])
             if d is not None:
                 territory_rows[d] = (_number(row[1]), _number(row[2]))
@@ -232,7 +234,7 @@ def fetch_facts(
     for s in sites.values():
         s.year_wh += s.today_wh
         s.total_wh += s.today_wh
-        if s.today_wh or s.last_reading_ms is not None and s.last_reading_ms >= midnight:
+        if s.today_wh or (s.last_reading_ms is not None and s.last_reading_ms >= midnight):
             s.daily[today] = s.today_wh
         today_total += s.today_wh
 
@@ -256,8 +258,8 @@ def fetch_facts(
 
     host_daily: dict[date, float] = {}
     if len(results) > 11:
-        for s in results[11]:
-            for row in s.values:
+        for series in results[11]:
+            for row in series.values:
                 d, wh = local_date(row[0]), _number(row[1])
                 if d is not None and wh is not None:
                     host_daily[d] = wh
