@@ -37,6 +37,12 @@ class PublicSiteJob:
                 log.warning("public site: build failed, the previous site stays online: %s", exc)
             self.failing = True
             return False
+        except Exception as exc:  # a bug must not stop the ingest's scheduler either; say what it was
+            if not self.failing:
+                log.warning("public site: build failed (%s: %s), the previous site stays online",
+                            type(exc).__name__, exc, exc_info=True)
+            self.failing = True
+            return False
         if self.failing or self.built == 0:
             log.info("public site: built %d file(s) in %s", result.files, public.out)
         self.failing = False
