@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from agent.central.config import IngestConfig, load_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnavailable
 from agent.central.rollup import day_start_ms, today_in
-from agent.config import load_agent_config
+from agent.edge.config import load_agent_config
 from agent.demo import services
 from agent.demo.public_site import public_section, serve_folder
 from agent.demo.services import Child, Children, DemoError
@@ -48,6 +48,8 @@ from agent.demo.town import (
     SitePlan,
     agent_document,
     ingest_document,
+    inventory_document,
+    newborn_register_text,
     simulator_document,
     write_yaml,
 )
@@ -186,7 +188,10 @@ class Demo:
         services.create_database(self.influx_url, DATABASE)
 
         terril = services.terril_command()
-        ingest_doc = ingest_document(central["mosquitto"], self.influx_url)
+        (run_dir / "newborns.csv").write_text(newborn_register_text(), encoding="utf-8")
+        inventory_path = write_yaml(run_dir / "sites.yaml", inventory_document(o.sites, "newborns.csv"),
+                                    "the demo town's inventory of roofs")
+        ingest_doc = ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve())
         ingest_doc["public"] = public_section(run_dir)  # the ingest rebuilds the public site every minute
         ingest_path = write_yaml(run_dir / "ingest.yaml", ingest_doc, "terril ingest for the demo town")
         self.ingest_config = load_ingest_config(ingest_path)
