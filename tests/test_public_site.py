@@ -13,8 +13,11 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import logging
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent.central.config import IngestConfig, parse_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxUnavailable
@@ -251,6 +255,59 @@ def test_empty_database_no_reference_and_empty_register_render_sensible_pages(se
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"\b(NaN|nan|None|inf|null W|undefined)\b", text), path
     assert built.view.roofs and all(r.total_wh == 0 for r in built.view.roofs)
+
+
+def write_ingest_yaml(seeded: Town, path: Path, url: str, public_out: Path) -> Path:
+    doc = {
+        "influxdb": {"api": "v1", "url": url, "database": DB},
+        "rollup": {"timezone": town.TZ, "territory_consumption_wh_per_year": town.REFERENCE_WH_PER_YEAR},
+        "inventory": str(seeded.tmp / "sites.yaml"),
+        "public": {"out": str(public_out), "every": 60},
+    }
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_terril_public_build_command_writes_the_same_site(seeded: Town) -> None:
+    out = seeded.tmp / "cli-site"
+    config = write_ingest_yaml(seeded, seeded.tmp / "ingest-cli.yaml", seeded.influx.url, out)
+    proc = subprocess.run([sys.executable, "-m", "agent", "public", "build", "-c", str(config), "--out", str(out),
+                           "--at", "2026-03-31T16:00:00+02:00"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "files written" in proc.stdout or "file(s) written" in proc.stdout
+    for rel in ("data/summary.json", "data/sites.json", "data/daily.csv", "index.html", "en/index.html",
+                "toits/citoyen-1.html", "naissances/panneau-1.html"):
+        assert (out / rel).read_bytes() == (seeded.out / rel).read_bytes(), rel
+
+    bad = subprocess.run([sys.executable, "-m", "agent", "public", "build", "-c", str(config), "--at", "2026-03-31"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "UTC offset" in bad.stderr
+
+
+def test_the_ingest_schedules_the_build_and_a_failure_keeps_the_site(seeded: Town,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from agent.central.config import load_ingest_config
+    from agent.central.ingest import Ingest
+    from agent.public.schedule import PublicSiteJob
+
+    out = seeded.tmp / "job-site"
+    good = load_ingest_config(write_ingest_yaml(seeded, seeded.tmp / "ingest-job.yaml", seeded.influx.url, out))
+    ingest = Ingest(good)
+    job = ingest.scheduler.get_job("public")
+    assert job is not None and isinstance(job.func, PublicSiteJob)
+    caplog.set_level(logging.INFO, logger="agent.public.schedule")
+    assert job.func(at=town.AT) is True
+    live = out.resolve()
+
+    down = load_ingest_config(write_ingest_yaml(seeded, seeded.tmp / "ingest-down.yaml", "http://127.0.0.1:9", out))
+    failing = PublicSiteJob(down)
+    assert failing(at=town.AT) is False and failing(at=town.AT) is False
+    assert out.resolve() == live and (out / "index.html").is_file()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "previous site stays online" in warnings[0].getMessage()
+    failing.config = good
+    assert failing(at=town.AT) is True
+    assert out.resolve() != live
 
 
 # --------------------------------------------------------------------------- a real browser
