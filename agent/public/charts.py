@@ -21,7 +21,7 @@ WIDTH = 420
 HEIGHT = 230
 LEFT = 44
 RIGHT = 6
-TOP = 16
+TOP = 26
 BOTTOM = 26
 
 BAR = "#1f6f43"
@@ -91,7 +91,7 @@ def bar_chart(
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13" fill="{TEXT}">'
                      f"{escape(format_number(tick, decimals, lang))}</text>")
         tick += step
-    parts.append(f'<text x="{LEFT - 6}" y="{TOP - 4}" text-anchor="end" font-size="12" fill="{TEXT}">'
+    parts.append(f'<text x="{LEFT - 6}" y="{TOP - 12}" text-anchor="end" font-size="12" fill="{TEXT}">'
                  f"{escape(unit)}</text>")
     for i, group in enumerate(groups):
         x0 = LEFT + i * slot + slot * 0.1

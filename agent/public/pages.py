@@ -68,7 +68,7 @@ section+section+section{content-visibility:auto;contain-intrinsic-size:auto 40re
 .big{font-size:2rem;font-weight:700;color:#14532d;margin:.2rem 0}
 .note{font-size:.9rem;color:#3d4248}
 figure{margin:0}
-.chart{width:100%;height:auto;display:block}
+.chart{width:100%;max-width:42rem;height:auto;display:block}
 .legend{font-size:.9rem;color:#3d4248}
 details{margin-top:.5rem}
 summary{cursor:pointer;color:#14532d}
