@@ -24,6 +24,13 @@ SCHEMA_VERSION = 1
 
 TOPIC_ROOT = "terril"
 """Default MQTT topic root (configurable per deployment)."""
+TOPIC_ROOT_PATTERN = r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*"
+"""A topic root: one or more levels of letters, digits, ``_`` and ``-`` (no wildcard, no empty level).
+
+The one rule for both sides: the agent's ``broker.topic_root`` and the
+ingest's ``topic_root`` accept exactly these, and :func:`parse_topic` parses
+every topic :class:`Topics` builds under any of them."""
+TOPIC_ROOT_RE = re.compile(rf"^{TOPIC_ROOT_PATTERN}$")
 
 DEADLETTER_SUBTOPIC = "_deadletter"
 TERRITORY_SITE = "_territory"
@@ -95,12 +102,22 @@ def ingest_health_topic(client_id: str, root: str = TOPIC_ROOT) -> str:
     return f"{root}/{INGEST_SUBTOPIC}/{safe}/health"
 
 
+def is_topic_root(value: object) -> bool:
+    """True when *value* is a topic root both the agent and the ingest accept (``TOPIC_ROOT_PATTERN``)."""
+    return isinstance(value, str) and TOPIC_ROOT_RE.fullmatch(value) is not None
+
+
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[str, str] | None:
-    """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != root or parts[2] not in TOPIC_KINDS:
+    """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours.
+
+    *root* may have several levels (``ville/terril``): what follows it must be exactly two.
+    """
+    if not topic.startswith(root) or topic[len(root):len(root) + 1] != "/":
         return None
-    return parts[1], parts[2]
+    parts = topic[len(root) + 1:].split("/")
+    if len(parts) != 2 or parts[1] not in TOPIC_KINDS:
+        return None
+    return parts[0], parts[1]
 
 
 STATUS_ONLINE = "online"

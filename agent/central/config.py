@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -20,7 +20,7 @@ from agent.configerrors import fail, fail_many, show, validate_model
 from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.errors import ConfigError
 from agent.public.config import PublicConfig
-from agent.schema import SLUG_RE, TOPIC_ROOT
+from agent.schema import TOPIC_ROOT, TOPIC_ROOT_RE
 
 
 class _Strict(BaseModel):
@@ -214,21 +214,16 @@ class IngestConfig(_Strict):
     public: PublicConfig | None = None
     """The public static site (agent.public): built by the ingest every ``public.every`` seconds."""
     rollup: RollupConfig = Field(default_factory=RollupConfig)
-    topic_root: str = TOPIC_ROOT
+    topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
+    """One or more topic levels, the same as the agents' ``broker.topic_root`` (one rule: ``agent.schema``)."""
     inventory: Path | None = None
     """The town's inventory of roofs (``sites.yaml``, DESIGN.md "Inventory"); relative to this file's folder."""
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
     """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
 
-    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/mosquitto.conf):
+    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/terril.conf):
     a message the broker would refuse never reaches the ingest anyway.
     """
-
-    @model_validator(mode="after")
-    def _root(self) -> IngestConfig:
-        if not SLUG_RE.fullmatch(self.topic_root):
-            raise fail_many([("topic_root", f"expected a slug like \"terril\", got {show(self.topic_root)}")])
-        return self
 
 
 def parse_ingest_config(data: Any, source: str = "<config>") -> IngestConfig:

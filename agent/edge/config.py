@@ -40,7 +40,7 @@ from agent.configerrors import fail, fail_many, show, validate_model
 from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.devices.registry import SUNSPEC_DRIVER
 from agent.errors import ConfigError
-from agent.schema import SLUG_RE, TOPIC_ROOT, Topics
+from agent.schema import SLUG_RE, TOPIC_ROOT, TOPIC_ROOT_RE, Topics
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "devices" / "profiles"
 """Where YAML register profiles live; a device's ``driver`` names one of them (or ``sunspec``)."""
@@ -134,7 +134,8 @@ class BrokerConfig(_Model):
     tls: TlsConfig | None = None
     client_id: Annotated[str, Field(max_length=256)] = ""
     keepalive: Annotated[Int, Field(ge=5, le=3600)] = 60
-    topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = TOPIC_ROOT
+    topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
+    """One or more topic levels; the ingest's ``topic_root`` must be the same (one rule: ``agent.schema``)."""
 
     @field_validator("password", mode="before")
     @classmethod
