@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollup": ("agent.central.rollup_cli", "compute daily energy rollups (backfill)"),
     "broker": ("agent.central.broker", "central Mosquitto helpers (add-site)"),
     "territory": ("agent.central.territory.cli", "open data per commune: import files, report the energy balance"),
+    "public": ("agent.public.cli", "build the public static site (public build)"),
 }
 
 
