@@ -218,7 +218,7 @@ class IngestConfig(_Strict):
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
     """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
 
-    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/mosquitto.conf):
+    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/terril.conf):
     a message the broker would refuse never reaches the ingest anyway.
     """
 
