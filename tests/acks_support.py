@@ -22,29 +22,25 @@ from tests.ingest_support import DB, ingest_config_dict, write_config
 
 
 class ShippedBroker:
-    """The shipped broker with accounts for *sites* and *ingests* (client ids); kill, restart, wipe its store."""
+    """The shipped broker, set up by config/mosquitto/README.md's commands, with an account for
+    each of *sites* and for the ingest (client id *ingest_id*); kill, restart, wipe its store."""
 
-    def __init__(self, sites: list[str], ingests: list[str]) -> None:
+    def __init__(self, sites: list[str], ingest_id: str) -> None:
         self.debian = b = DebianBroker()
         try:
-            self._check(b.terril("broker", "certs", "--host", "localhost", "--ca", str(b.ca),
-                                 "--ca-key", str(b.terril_etc / "ca.key"), "--out", str(b.etc / "certs")))
-            self._check(b.terril("broker", "init", "--dynsec-file", str(b.dynsec_file),
-                                 "--admin-password-file", str(b.admin_password_file)))
-            b.install_conf()
-            b.start()
-            self.passwords: dict[str, str] = {}
-            for n, client_id in enumerate(ingests):
-                out = b.root / f"{client_id}.pass"
-                self._check(b.terril("broker", "add-ingest", "--username", f"ingest{n}", "--client-id", client_id,
-                                     "--password-out", str(out), *b.admin_options()))
-                self.passwords[client_id] = out.read_text().strip()
+            b.run_readme_setup({
+                "certs": ["--host", "127.0.0.1", "--ca", str(b.ca), "--ca-key", str(b.terril_etc / "ca.key"),
+                          "--out", str(b.etc / "certs")],
+                "init": ["--dynsec-file", str(b.dynsec_file), "--admin-password-file", str(b.admin_password_file)],
+                "add-ingest": ["--client-id", ingest_id, *b.admin_options()],
+            }, hosts={"mqtt.ville.fr": "localhost"})
+            self.ingest_id = ingest_id
+            self.passwords: dict[str, str] = {"ingest": (b.terril_etc / "ingest.pass").read_text().strip()}
             for slug in sites:
                 out = b.root / f"{slug}.pass"
                 self._check(b.terril("broker", "add-site", slug, "--host", "localhost", "--password-out", str(out),
                                      *b.admin_options()))
                 self.passwords[slug] = out.read_text().strip()
-            self.ingest_users = {client_id: f"ingest{n}" for n, client_id in enumerate(ingests)}
         except BaseException:
             b.remove()
             raise
@@ -84,17 +80,17 @@ class ShippedBroker:
         return {"host": "localhost", "port": self.debian.tls_port, "username": slug,
                 "password": self.passwords[slug], "tls": {"ca": str(self.debian.ca)}}
 
-    def ingest_broker(self, client_id: str) -> dict[str, Any]:
+    def ingest_broker(self) -> dict[str, Any]:
         """The ingest's: the loopback listener of the central server."""
-        return {"host": "127.0.0.1", "port": self.debian.port, "username": self.ingest_users[client_id],
-                "password": self.passwords[client_id]}
+        return {"host": "127.0.0.1", "port": self.debian.port, "username": "ingest",
+                "password": self.passwords["ingest"]}
 
 
-def write_ingest_config(tmp_path: Path, broker: ShippedBroker, influx: InfluxServer, client_id: str,
-                        **extra: Any) -> Path:
-    data = ingest_config_dict(0, influx.url, client_id=client_id, max_delay=0.2, retry_max_delay=2.0, **extra)
-    data["broker"] = broker.ingest_broker(client_id)
-    return write_config(tmp_path / f"{client_id}.yaml", data)
+def write_ingest_config(tmp_path: Path, broker: ShippedBroker, influx: InfluxServer, **extra: Any) -> Path:
+    data = ingest_config_dict(0, influx.url, client_id=broker.ingest_id, max_delay=0.2, retry_max_delay=2.0,
+                              **extra)
+    data["broker"] = broker.ingest_broker()
+    return write_config(tmp_path / "ingest.yaml", data)
 
 
 def write_agent_config(tmp_path: Path, sim: Any, broker: ShippedBroker, resend_after: float,

@@ -40,7 +40,7 @@ INGEST_ID = "terril-ingest-central1"
 
 @pytest.fixture
 def shipped_broker() -> Iterator[ShippedBroker]:
-    broker = ShippedBroker(sites=["mairie"], ingests=[INGEST_ID])
+    broker = ShippedBroker(sites=["mairie"], ingest_id=INGEST_ID)
     try:
         yield broker
     finally:
@@ -66,7 +66,7 @@ def test_ingest_maintenance_then_broker_sigkill_loses_no_poll(
     """The scenario of issue 9: ingest stopped 12 s, then the broker killed (power cut), then all restart."""
     influx.create_database(DB)
     sim = sim_factory()
-    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx, INGEST_ID),
+    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx),
                            tmp_path / "ingest.log").start()
     agent = AgentProcess(write_agent_config(tmp_path, sim, shipped_broker, RESEND_AFTER),
                          tmp_path / "agent.log").start()
@@ -96,7 +96,7 @@ def test_broker_replaced_by_an_empty_one_loses_nothing(
 ) -> None:
     influx.create_database(DB)
     sim = sim_factory()
-    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx, INGEST_ID),
+    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx),
                            tmp_path / "ingest.log").start()
     agent = AgentProcess(write_agent_config(tmp_path, sim, shipped_broker, RESEND_AFTER),
                          tmp_path / "agent.log").start()
@@ -125,7 +125,7 @@ def test_ingest_away_with_the_broker_up_costs_no_resend(
     agent held its resends while the ingest was away (its health's ``rows_resent``, stored by the ingest)."""
     influx.create_database(DB)
     sim = sim_factory()
-    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx, INGEST_ID),
+    ingest = IngestProcess(write_ingest_config(tmp_path, shipped_broker, influx),
                            tmp_path / "ingest.log").start()
     agent = AgentProcess(write_agent_config(tmp_path, sim, shipped_broker, resend_after=5.0),
                          tmp_path / "agent.log").start()
