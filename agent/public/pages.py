@@ -279,6 +279,8 @@ def _roof_facts(roof: Roof, year: int, lang: Lang) -> str:
     rows = []
     if roof.peak_power_w:
         rows.append((t("peak", lang), format_peak_power(roof.peak_power_w, lang)))
+    if not roof.has_data:  # a roof not connected yet: no "0 Wh" that would read as a failure
+        return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
     rows.append((t("year_production", lang, year), format_energy(roof.year_wh, lang)))
     if roof.yield_kwh_per_kwp_year is not None:
         rows.append((t("yield", lang, year), format_yield(roof.yield_kwh_per_kwp_year, lang)))
