@@ -16,7 +16,7 @@ from typing import Any
 from agent.central.inventory import Inventory, Newborn, inventory_for, load_newborns
 from agent.central.rollup import QueryClient, client_from_config
 from agent.public.config import PublicConfig
-from agent.public.model import PublicView, public_view
+from agent.public.model import PublicView, TerritoryBalance, public_view
 from agent.public.numbers import LANGS
 from agent.public.opendata import daily_csv, sites, summary, to_json
 from agent.public.pages import index_page, panel_href, panel_page, roof_href, roof_page
@@ -32,6 +32,17 @@ class BuiltSite:
     """The folder written (``out`` now points to it)."""
     files: int
     view: PublicView
+
+
+def territory_balance(ingest: Any, inventory: Inventory | None, at: datetime) -> TerritoryBalance | None:
+    """The territory's latest yearly balance from its open data, or None.
+
+    The place where ``agent.central.territory`` (issue 10: open-data import,
+    per-commune balance) plugs in: return its latest complete year for the
+    inventory's communes as a :class:`TerritoryBalance`. Until then the page
+    shows the share against the rollup's consumption reference only.
+    """
+    return None
 
 
 def render_files(view: PublicView, facts: Facts, config: PublicConfig) -> dict[str, bytes]:
@@ -61,6 +72,7 @@ def build_site(
     public: PublicConfig | None = None,
     client: QueryClient | None = None,
     inventory: Inventory | None = None,
+    balance: TerritoryBalance | None = None,
 ) -> BuiltSite:
     """Build the site from an ``IngestConfig`` at *at* (default: now) and publish it to *out*."""
     config = public or getattr(ingest, "public", None) or PublicConfig.model_validate({"out": str(out)})
@@ -79,7 +91,9 @@ def build_site(
         host_site=host if register else None,
         host_since=min((n.born for n in register), default=None),
     )
-    view = public_view(facts, inventory, config, register)
+    if balance is None:
+        balance = territory_balance(ingest, inventory, facts.at)
+    view = public_view(facts, inventory, config, register, balance=balance)
     files = render_files(view, facts, config)
     build = publish(Path(out), files)
     return BuiltSite(build, len(files), view)

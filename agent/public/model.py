@@ -89,6 +89,22 @@ class NewbornArray:
 
 
 @dataclass(frozen=True)
+class TerritoryBalance:
+    """The territory's own balance for one year, from the grid operators' open data (``terril territory``).
+
+    Unlike the share of the page's other figures (terril's own roofs against a
+    reference), this one counts every renewable installation of the territory.
+    """
+
+    year: int
+    consumption_wh: float | None
+    renewable_production_wh: float | None
+    renewable_share: float | None
+    source: str
+    """Who published the figures, in a few words (shown on the page)."""
+
+
+@dataclass(frozen=True)
 class PublicView:
     at: datetime
     territory_name: str
@@ -113,6 +129,7 @@ class PublicView:
     months_this_year: tuple[float | None, ...]
     months_last_year: tuple[float | None, ...]
     newborns: NewbornArray | None
+    balance: TerritoryBalance | None = None
 
     @property
     def stale(self) -> bool:
@@ -176,7 +193,8 @@ def _newborns(facts: Facts, inventory: Inventory, register: Sequence[Newborn]) -
 
 
 def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
-                register: Sequence[Newborn] = (), territory_name: str | None = None) -> PublicView:
+                register: Sequence[Newborn] = (), territory_name: str | None = None,
+                balance: TerritoryBalance | None = None) -> PublicView:
     """Everything the pages and the open-data files show, and nothing else."""
     today = facts.today
     days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
@@ -232,4 +250,5 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
         months_this_year=_months(facts, today.year, today),
         months_last_year=_months(facts, today.year - 1, today),
         newborns=newborns,
+        balance=balance,
     )

@@ -76,6 +76,11 @@ def summary(view: PublicView, config: PublicConfig) -> dict[str, Any]:
             for r in view.roofs
         ],
     }
+    if view.balance is not None:
+        b = view.balance
+        doc["territory_balance"] = {"year": b.year, "consumption_wh": _num(b.consumption_wh),
+                                    "renewable_production_wh": _num(b.renewable_production_wh),
+                                    "renewable_share": _num(b.renewable_share, 6), "source": b.source}
     if view.newborns is not None:
         doc["newborn_panels"] = {
             "panels": view.newborns.panels,

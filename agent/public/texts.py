@@ -61,6 +61,12 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "fr": "Objectif : produire {} de la consommation d'ici {}.",
         "en": "Target: produce {} of the consumption by {}.",
     },
+    "balance": {
+        "fr": "Toutes installations renouvelables du territoire comprises (données ouvertes {}), la production "
+              "couvrait {} de la consommation d'électricité en {} ({} produits, {} consommés).",
+        "en": "Counting every renewable installation of the territory (open data, {}), production covered {} "
+              "of the electricity consumption in {} ({} produced, {} consumed).",
+    },
     "impact_h": {"fr": "Ce que cela représente", "en": "What it amounts to"},
     "co2": {"fr": "CO₂ évité cette année (estimation)", "en": "CO₂ avoided this year (estimate)"},
     "co2_factor": {"fr": "Facteur : {} CO₂e par kWh produit.", "en": "Factor: {} CO₂e per kWh produced."},
