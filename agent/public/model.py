@@ -55,7 +55,7 @@ class Roof:
     total_wh: float
     last_reading: datetime | None
     silent_since: date | None
-    """Set when the roof has not reported today (the day of its last reading; None if it never did)."""
+    """Set when the roof has not reported today: the day of its last reading in the last 45 days."""
     daily: tuple[DayValue, ...]
 
     @property

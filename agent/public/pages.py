@@ -278,6 +278,8 @@ def _status(roof: Roof, lang: Lang) -> str:
         return _e(t("status_live", lang))
     if roof.silent_since is not None:
         return f'<span class="silent">{_e(t("status_silent", lang, format_date(roof.silent_since, lang)))}</span>'
+    if roof.has_data:
+        return f'<span class="silent">{_e(t("status_long_silent", lang))}</span>'
     return _e(t("status_never", lang))
 
 

@@ -110,6 +110,7 @@ TEXTS: dict[str, dict[Lang, str]] = {
     },
     "status_live": {"fr": "Mesures reçues aujourd'hui", "en": "Readings received today"},
     "status_silent": {"fr": "Pas de mesure depuis le {}", "en": "No reading since {}"},
+    "status_long_silent": {"fr": "Pas de mesure depuis plus de 45 jours", "en": "No reading for more than 45 days"},
     "status_never": {"fr": "Pas encore de mesure", "en": "No reading yet"},
     "unlisted": {
         "fr": "{} autre(s) installation(s) mesurée(s) compte(nt) dans les totaux sans être encore décrite(s).",
