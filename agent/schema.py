@@ -357,22 +357,81 @@ STATE_NAMES = {
 # Device link status published in health and used in logs.
 LinkStatus = Literal["ok", "sleeping", "unreachable", "fault"]
 
+# --------------------------------------------------------------------------- field values
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""An InfluxDB integer field is 64 bits."""
+MAX_TEXT_CHARS = 1024
+"""Longest string field accepted (event text, site name)."""
+
+
+class FieldValueError(ValueError):
+    """A value that cannot be stored in its field; the message names ``measurement.field`` and the value."""
+
+
+def short(value: object) -> str:
+    """``repr`` of a value cut to 60 characters, for messages about hostile input."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def coerce_field(spec: MeasurementSpec, name: str, value: object) -> float | int | str:
+    """*value* as the type the schema fixes for field *name* of *spec*, or FieldValueError saying why.
+
+    The one definition of a field's type, used by the edge (``Reading.validate``),
+    the ingest's checks (``agent.central.validate``) and the writers
+    (``agent.central.points.make_point``): integers stay integers (``true`` is
+    not one) within 64 bits; numbers become finite floats; strings are at most
+    ``MAX_TEXT_CHARS`` characters of valid Unicode. Bounds are not checked here:
+    a value of the right type out of its range is the caller's to report.
+    """
+    fs = spec.fields_by_name.get(name)
+    if fs is None:
+        raise FieldValueError(f"{name!r} is not a field of {spec.name}")
+    where = f"{spec.name}.{name}"
+    if fs.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldValueError(f"{where} must be an integer, got {short(value)}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise FieldValueError(f"{where} {value} does not fit in 64 bits")
+        return value
+    if fs.type == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldValueError(f"{where} must be a number, got {short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise FieldValueError(f"{where} is too large") from None
+        if not math.isfinite(number):
+            raise FieldValueError(f"{where} must be finite, got {number!r}")
+        return number
+    if not isinstance(value, str):
+        raise FieldValueError(f"{where} must be a string, got {short(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise FieldValueError(f"{where} is longer than {MAX_TEXT_CHARS} characters")
+    check_text(value, where)
+    return value
+
+
+def check_text(value: str, where: str) -> None:
+    """JSON allows lone surrogates (``"\\ud800"``) that cannot be written back as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldValueError(f"{where} holds characters that are not valid Unicode") from None
+
+
+def out_of_bounds(spec: MeasurementSpec, name: str, value: float | int | str) -> str | None:
+    """Why *value* (already coerced) is physically impossible for its field, or None when it is possible."""
+    fs = spec.fields_by_name[name]
+    if fs.bounds is None or isinstance(value, str) or value in fs.bounds:
+        return None
+    unit = f" {fs.unit}" if fs.unit else ""
+    return (f"{spec.name}.{name} {short(value)} is impossible "
+            f"(possible: {fs.bounds.low:g} to {fs.bounds.high:g}{unit})")
+
+
 # --------------------------------------------------------------------------- payloads
-
-
-def _check_fields(kind: str, fields: dict[str, Any]) -> None:
-    spec = READING_MEASUREMENT[kind]
-    known = spec.fields_by_name
-    for name, value in fields.items():
-        fs = known.get(name)
-        if fs is None:
-            raise ValueError(f"field {name!r} is not a field of {spec.name}")
-        if fs.type == "int":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"field {spec.name}.{name} must be an integer, got {value!r}")
-        elif fs.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"field {spec.name}.{name} must be a finite number, got {value!r}")
 
 
 @dataclass
@@ -393,14 +452,21 @@ class Reading:
     """MPPT string id (``kind == "mppt"`` only): becomes the ``string`` tag."""
 
     def validate(self) -> None:
-        """Raise ValueError if the reading breaks the schema (used by tests and the ingest)."""
+        """Raise ValueError if the reading breaks the schema's shape and field types.
+
+        The tests run it on every reading a driver decodes; the ingest checks what
+        it receives with the same :func:`coerce_field` (plus bounds and timestamps)
+        in ``agent.central.validate``.
+        """
         if not is_slug(self.device):
             raise ValueError(f"device {self.device!r} is not a slug")
         if self.kind not in READING_KINDS:
             raise ValueError(f"kind {self.kind!r} is not one of {READING_KINDS}")
         if (self.kind == "mppt") != (self.string is not None):
             raise ValueError("string is required for mppt readings and only for them")
-        _check_fields(self.kind, self.fields)
+        spec = READING_MEASUREMENT[self.kind]
+        for name, value in self.fields.items():
+            coerce_field(spec, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.device, "kind": self.kind}

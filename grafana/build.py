@@ -427,39 +427,40 @@ def public() -> dict[str, Any]:
     citizen = (f'(SELECT last("panels") AS "panels", last("peak_power_w") AS "peak" FROM "{INFO}" '
                f'WHERE "owner" = \'citizen\' GROUP BY "site")')
     panels = [
-        panel(L, "stat", "Produced today, so far", "Solar energy produced by every roof of the town since "
-              "midnight, updated every 5 minutes.", "watth",
+        panel(L, "stat", "Produit aujourd'hui", "Énergie solaire produite par tous les toits de la commune "
+              "depuis minuit, mise à jour toutes les 5 minutes.", "watth",
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/d"),
-        panel(L, "stat", "Produced this year", "Solar energy produced since 1 January.", "watth",
+        panel(L, "stat", "Produit cette année", "Énergie solaire produite depuis le 1er janvier.", "watth",
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/y"),
-        panel(L, "stat", "Share of the town's consumption", "This year's solar production divided by the town's "
-              "consumption over the same days, up to yesterday (today is not over). For the administrators: "
-              + SHARE_SETUP, "percentunit",
+        panel(L, "stat", "Part de la consommation couverte", "Production solaire de l'année divisée par la "
+              "consommation d'électricité de la commune sur les mêmes jours, jusqu'à hier (aujourd'hui n'est pas "
+              "fini). Pour les administrateurs : " + SHARE_SETUP, "percentunit",
               [target("A", Q_SHARE_COMPLETE_DAYS, ds)], ds, time_from="now/y", decimals=2,
-              no_value="not available yet"),
-        panel(L, "stat", "CO₂ avoided this year", f"This year's production times {CO2_KG_PER_KWH} kg CO₂e per kWh "
-              "(ADEME, average French electricity mix): emissions of the grid electricity the solar kWh replace.",
+              no_value="pas encore disponible"),
+        panel(L, "stat", "CO₂ évité cette année", f"Production de l'année multipliée par {CO2_KG_PER_KWH} kg CO₂e "
+              "par kWh (ADEME, mix électrique moyen français) : émissions de l'électricité du réseau que les kWh "
+              "solaires remplacent. Le réseau français est déjà peu carboné : le gain est modeste.",
               "masskg", [target("A", f'SELECT sum("production_wh") * {kg_per_wh:.9f} FROM "{DAILY}" WHERE '
                                      f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=0),
-        panel(L, "stat", "Solar sites", "Number of roofs with solar panels monitored by the town.", "none",
+        panel(L, "stat", "Toits solaires", "Nombre de toits équipés de panneaux suivis par la commune.", "none",
               [target("A", f'SELECT count("panels") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Solar panels", "Number of solar panels on all the roofs.", "none",
+        panel(L, "stat", "Panneaux solaires", "Nombre de panneaux sur tous les toits.", "none",
               [target("A", f'SELECT sum("panels") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Installed power", "Peak power of all the roofs.", "watt",
+        panel(L, "stat", "Puissance installée", "Puissance crête de tous les toits.", "watt",
               [target("A", f'SELECT sum("peak") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Citizen roofs", "Roofs owned by inhabitants (site_info owner = citizen): sites and "
-              "panels.", "none",
+        panel(L, "stat", "Toits des habitants", "Toits appartenant aux habitants (site_info owner = citizen) : "
+              "toits et panneaux.", "none",
               [target("A", f'SELECT count("panels") AS "sites", sum("panels") AS "panels" FROM {citizen}', ds)], ds),
-        panel(L, "stat", "Citizen roofs: installed power", "Peak power of the roofs owned by inhabitants.", "watt",
+        panel(L, "stat", "Toits des habitants : puissance installée", "Puissance crête des toits des habitants.", "watt",
               [target("A", f'SELECT sum("peak") FROM {citizen}', ds)], ds),
-        panel(L, "barchart", "Production per day", "Solar energy produced each day of the last 30 days.", "watth",
+        panel(L, "barchart", "Production par jour", "Énergie solaire produite chaque jour des 30 derniers jours.", "watth",
               [target("A", f'SELECT "production_wh" AS "production" FROM "{DAILY}" WHERE {TERRITORY} AND '
                            f'$timeFilter', ds, fmt="table")], ds, w=18, h=8, time_from="30d"),
     ]
-    return dashboard("terril-public", "Le soleil de la ville — production solaire", "Public panel: what the "
-                     "town's roofs produce. Reads only the daily aggregates and the site list.",
+    return dashboard("terril-public", "Le soleil de la ville — production solaire", "Panneau public : ce que "
+                     "produisent les toits de la commune. Ne lit que les agrégats quotidiens et la liste des toits.",
                      panels, "now/y", editable=False, refresh="15m", tags=("terril", "public"))
 
 

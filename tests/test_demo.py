@@ -72,6 +72,12 @@ def test_demo_runs_the_town_end_to_end_and_stops_everything(tmp_path: Path) -> N
     assert result["sites"][SILENT_SITE]["silent"] == [SILENT_DEVICE]
     assert result["sites"][FAULT_SITE]["silent"] == []
 
+    # The ingest built the public site (public: in the demo's ingest.yaml) and the demo served it.
+    assert "public site   http://127.0.0.1:" in proc.stdout
+    index = (run_dir / "public" / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="fr">' in index and (run_dir / "public" / "en" / "index.html").is_file()
+    assert "build failed" not in (run_dir / "logs" / "ingest.log").read_text(encoding="utf-8")
+
     # Nothing left running: every child the demo reports has exited.
     pids = result["pids"]
     assert {"mosquitto", "influxd", "ingest", *(f"agent-{s}" for s in expected_sites)} <= set(pids)

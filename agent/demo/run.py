@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,6 +32,7 @@ from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnava
 from agent.central.rollup import day_start_ms, today_in
 from agent.edge.config import load_agent_config
 from agent.demo import services
+from agent.demo.public_site import public_section, serve_folder
 from agent.demo.services import Child, Children, DemoError
 from agent.demo.summary import TownSummary, collect, render
 from agent.demo.town import (
@@ -110,6 +112,7 @@ class Demo:
     influx_url: str = ""
     ingest_config: IngestConfig | None = None
     banner: list[str] = field(default_factory=list)
+    public_server: ThreadingHTTPServer | None = None
     notes: list[str] = field(default_factory=list)
     _stop_requested: bool = False
     _starting: bool = True
@@ -170,7 +173,8 @@ class Demo:
             self.say(choice.note, keep=True)
         self.clock = SimClock(choice.start, o.time_factor)
 
-        central = services.stable_ports(run_dir / "ports.json", ("mosquitto", "influxdb_http", "influxdb_rpc"))
+        central = services.stable_ports(run_dir / "ports.json",
+                                        ("mosquitto", "influxdb_http", "influxdb_rpc", "public_http"))
         modbus_ports = {site.slug: services.free_port() for site in o.sites}
         self.start_simulator(modbus_ports, choice.start)
 
@@ -187,9 +191,9 @@ class Demo:
         (run_dir / "newborns.csv").write_text(newborn_register_text(), encoding="utf-8")
         inventory_path = write_yaml(run_dir / "sites.yaml", inventory_document(o.sites, "newborns.csv"),
                                     "the demo town's inventory of roofs")
-        ingest_path = write_yaml(run_dir / "ingest.yaml",
-                                 ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve()),
-                                 "terril ingest for the demo town")
+        ingest_doc = ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve())
+        ingest_doc["public"] = public_section(run_dir)  # the ingest rebuilds the public site every minute
+        ingest_path = write_yaml(run_dir / "ingest.yaml", ingest_doc, "terril ingest for the demo town")
         self.ingest_config = load_ingest_config(ingest_path)
         self.children.add(Child("ingest", [*terril, "ingest", "-c", str(ingest_path)],
                                 run_dir / "logs" / "ingest.log")).start()
@@ -205,6 +209,7 @@ class Demo:
             self.children.add(Child(f"agent-{site.slug}", [*terril, "agent", "-c", str(path)],
                                     run_dir / "logs" / f"agent-{site.slug}.log")).start()
 
+        self.public_server = serve_folder(run_dir / "public", central["public_http"])
         self.banner = self.describe_setup(central)
         for line in self.banner:
             self.say(line)
@@ -247,6 +252,8 @@ class Demo:
             f"  InfluxDB      {self.influx_url}  database {DATABASE!r}, InfluxQL, no authentication",
             f"  Grafana       data source type InfluxDB, query language InfluxQL, URL {self.influx_url}, "
             f"database {DATABASE}",
+            f"  public site   http://127.0.0.1:{central['public_http']}/  (static, rebuilt by the ingest every "
+            "minute; English under /en/)",
             f"  configs       {run_dir}/agents/*.yaml, {run_dir}/ingest.yaml, {run_dir}/simulator.yaml",
             f"  logs          {run_dir / 'logs'}/ (mosquitto, influxd, ingest, agent-<site>)",
             "  Ctrl-C stops everything the demo started; logs and data stay under " + str(run_dir),
@@ -309,6 +316,9 @@ class Demo:
     def stop_everything(self) -> dict[str, str]:
         agents = [c.name for c in self.children.items if c.name.startswith("agent-")]
         outcome = self.children.stop_all([agents, *STOP_ORDER], timeout=10.0)
+        if self.public_server is not None:
+            self.public_server.shutdown()
+            self.public_server.server_close()
         if self.sim is not None:
             self.sim.stop()
         for name, how in outcome.items():

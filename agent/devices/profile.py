@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.devices.sunspec_mapping import event_code
 from agent.devices.sunspec_models import model_def
-from agent.devices.sunspec_types import round_float32
+from agent.devices.sunspec_types import register_text, round_float32
 from agent.configerrors import translate_errors
 from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.errors import ConfigError
@@ -422,9 +422,7 @@ def decode_value(
     float32 (``230.5``, not ``230.5000001``), ``str`` with padding stripped.
     """
     if value_type == "str":
-        raw = b"".join(struct.pack(">H", w & 0xFFFF) for w in words)
-        text = raw.split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip()
-        return text or None
+        return register_text(words)
     ordered = _ordered(words, word_order)
     unsigned = _unsigned(ordered)
     if unsigned in sentinels:
