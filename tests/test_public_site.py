@@ -37,6 +37,7 @@ from tests import public_town as town
 from tests.fixtures.influx import InfluxServer
 
 DB = "terril"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -308,6 +309,35 @@ def test_the_ingest_schedules_the_build_and_a_failure_keeps_the_site(seeded: Tow
     failing.config = good
     assert failing(at=town.AT) is True
     assert out.resolve() != live
+
+
+def test_the_territory_balance_from_imported_open_data_is_on_the_page(seeded: Town) -> None:
+    """The demo's open-data files imported with the real `terril territory import` into their own database."""
+    seeded.influx.create_database("opendata")
+    out = seeded.tmp / "balance-site"
+    config_path = seeded.tmp / "ingest-opendata.yaml"
+    write_ingest_yaml(seeded, config_path, seeded.influx.url, out)
+    doc = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    doc["influxdb"]["database"] = "opendata"
+    config_path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    files = sorted(str(p) for p in (ROOT / "config" / "opendata").glob("*.csv"))
+    imported = subprocess.run([sys.executable, "-m", "agent", "territory", "import", "-c", str(config_path), *files],
+                              capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    report = subprocess.run([sys.executable, "-m", "agent", "territory", "report", "-c", str(config_path), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    build = subprocess.run([sys.executable, "-m", "agent", "public", "build", "-c", str(config_path),
+                            "--at", "2026-03-31T16:00:00+02:00"], capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    balance = json.loads((out / "data" / "summary.json").read_text(encoding="utf-8"))["territory_balance"]
+    assert balance["renewable_share"] is not None and balance["year"] >= 2020
+    years = {y["year"]: y for y in json.loads(report.stdout)["total"]["years"]}
+    assert balance["renewable_share"] == pytest.approx(years[balance["year"]]["renewable_share"], abs=1e-6)
+    assert balance["consumption_wh"] == pytest.approx(years[balance["year"]]["consumption_wh"]["total"], abs=0.01)
+    assert "Agence ORE" in balance["source"] or "Enedis" in balance["source"]
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert f"consommation d'électricité en {balance['year']}" in index
 
 
 # --------------------------------------------------------------------------- a real browser

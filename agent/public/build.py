@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.central.inventory import Inventory, Newborn, inventory_for, load_newborns
 from agent.central.rollup import QueryClient, client_from_config
+from agent.errors import TerrilError
 from agent.public.config import PublicConfig
 from agent.public.model import PublicView, TerritoryBalance, public_view
 from agent.public.numbers import LANGS
@@ -34,15 +35,28 @@ class BuiltSite:
     view: PublicView
 
 
-def territory_balance(ingest: Any, inventory: Inventory | None, at: datetime) -> TerritoryBalance | None:
-    """The territory's latest yearly balance from its open data, or None.
+SOURCE_NAMES = {"agence_ore": "Agence ORE", "enedis_consumption": "Enedis", "enedis_production": "Enedis",
+                "odre_register": "ODRÉ"}
 
-    The place where ``agent.central.territory`` (issue 10: open-data import,
-    per-commune balance) plugs in: return its latest complete year for the
-    inventory's communes as a :class:`TerritoryBalance`. Until then the page
-    shows the share against the rollup's consumption reference only.
+
+def territory_balance(ingest: Any, client: QueryClient, at: datetime) -> TerritoryBalance | None:
+    """The territory's latest yearly balance from its imported open data (``terril territory``), or None.
+
+    Secondary to the site: when it cannot be read, the page goes out without it
+    (one log line) rather than not at all.
     """
-    return None
+    from agent.central.territory.report import territory_balance as read_balance
+
+    try:
+        found = read_balance(ingest, client, now=at)
+    except (TerrilError, ValueError, OSError) as exc:
+        log.warning("public site: territory balance unavailable, left out of the page: %s", exc)
+        return None
+    if found is None or found.year is None or found.renewable_share is None:
+        return None
+    sources = ", ".join(dict.fromkeys(SOURCE_NAMES.get(s, s) for s in found.sources))
+    return TerritoryBalance(found.year, found.consumption_wh, found.renewable_production_wh,
+                            found.renewable_share, sources, found.complete)
 
 
 def render_files(view: PublicView, facts: Facts, config: PublicConfig) -> dict[str, bytes]:
@@ -83,16 +97,17 @@ def build_site(
     tz = ingest.rollup.timezone
     moment = (at or datetime.now(UTC))
     host = inventory.newborn_panels.site if inventory is not None and inventory.newborn_panels else None
+    query_client = client or client_from_config(ingest.influxdb)
     facts = fetch_facts(
-        client or client_from_config(ingest.influxdb),
+        query_client,
         moment,
         tz,
         reference_wh_per_year=ingest.rollup.territory_consumption_wh_per_year,
         host_site=host if register else None,
         host_since=min((n.born for n in register), default=None),
     )
-    if balance is None:
-        balance = territory_balance(ingest, inventory, facts.at)
+    if balance is None and inventory is not None:
+        balance = territory_balance(ingest, query_client, facts.at)
     view = public_view(facts, inventory, config, register, balance=balance)
     files = render_files(view, facts, config)
     build = publish(Path(out), files)

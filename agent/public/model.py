@@ -102,6 +102,8 @@ class TerritoryBalance:
     renewable_share: float | None
     source: str
     """Who published the figures, in a few words (shown on the page)."""
+    complete: bool = True
+    """False when a commune or a sector of that year is missing or masked in the open data."""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def summary(view: PublicView, config: PublicConfig) -> dict[str, Any]:
         b = view.balance
         doc["territory_balance"] = {"year": b.year, "consumption_wh": _num(b.consumption_wh),
                                     "renewable_production_wh": _num(b.renewable_production_wh),
-                                    "renewable_share": _num(b.renewable_share, 6), "source": b.source}
+                                    "renewable_share": _num(b.renewable_share, 6), "source": b.source,
+                                    "complete": b.complete}
     if view.newborns is not None:
         doc["newborn_panels"] = {
             "panels": view.newborns.panels,

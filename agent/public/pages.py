@@ -194,6 +194,8 @@ def _share_section(view: PublicView, lang: Lang) -> str:
                  for v in (b.renewable_production_wh, b.consumption_wh)]
         sentence = t("balance", lang, b.source, format_percent(b.renewable_share, lang), b.year, *known)
         body += f'<p id="balance">{_e(sentence)}</p>'
+        if not b.complete:
+            body += f'<p class="note">{_e(t("balance_partial", lang))}</p>'
     if view.target is not None:
         target = t("target", lang, format_percent(view.target.share, lang), view.target.year)
         body += f"<p><strong>{_e(target)}</strong></p>"

@@ -67,6 +67,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "Counting every renewable installation of the territory (open data, {}), production covered {} "
               "of the electricity consumption in {} ({} produced, {} consumed).",
     },
+    "balance_partial": {
+        "fr": "Données partielles : une commune ou un secteur est masqué ou manquant cette année-là.",
+        "en": "Partial data: a commune or a sector is masked or missing that year.",
+    },
     "impact_h": {"fr": "Ce que cela représente", "en": "What it amounts to"},
     "co2": {"fr": "CO₂ évité cette année (estimation)", "en": "CO₂ avoided this year (estimate)"},
     "co2_factor": {"fr": "Facteur : {} CO₂e par kWh produit.", "en": "Factor: {} CO₂e per kWh produced."},
