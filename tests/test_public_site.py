@@ -258,6 +258,36 @@ def test_empty_database_no_reference_and_empty_register_render_sensible_pages(se
     assert built.view.roofs and all(r.total_wh == 0 for r in built.view.roofs)
 
 
+def test_the_renewable_share_from_open_data_and_the_target(seeded: Town) -> None:
+    """After ``terril territory import`` the site shows all local renewable production / consumption."""
+    from agent.central.territory.parse import parse_file
+    from agent.central.territory.store import plan_import, read_records, write_plan
+
+    seeded.influx.create_database("opendata")
+    client = InfluxQLClient(seeded.influx.url, "opendata")
+    folder = Path(__file__).resolve().parent.parent / "config" / "opendata"
+    parsed = [parse_file(folder / name, ["62528"]) for name in (
+        "conso-elec-gaz-annuelle-par-naf-agregee-commune.csv",
+        "production-electrique-par-filiere-a-la-maille-commune.csv")]
+    plan = plan_import(parsed, read_records(client, town.TZ), town.TZ, "2026-03-01T00:00:00+00:00")
+    write_plan(client, line_writer(client), plan, town.TZ)
+    out = seeded.tmp / "opendata-site"
+    build_site(ingest_config(seeded.influx.url, "opendata"), out, at=town.AT, inventory=seeded.inventory)
+    # 2023, the latest year of the files: ORE electricity of the 4 sectors, Enedis solar (BT + HTA) + masked bio
+    consumption = (16890.3 + 11010.8 + 5540.1 + 287.5) * 1e6
+    renewable = (3620.5 + 2490.7) * 1e6
+    summary = json.loads((out / "data" / "summary.json").read_text(encoding="utf-8"))
+    r = summary["renewable_share"]
+    assert r["year"] == 2023 and r["complete"] is False  # bioenergy is masked
+    assert math.isclose(r["share"], renewable / consumption, abs_tol=1e-6)
+    assert math.isclose(r["consumption_wh"], consumption, rel_tol=1e-9)
+    assert summary["target"] == {"year": 2050, "share": 1.0}
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert re.search(r"couvrait 18\s?% de la consommation d'électricité du territoire en 2023", index), index
+    english = html.unescape((out / "en" / "index.html").read_text(encoding="utf-8"))
+    assert "of the territory's electricity consumption in 2023" in english
+
+
 def write_ingest_yaml(seeded: Town, path: Path, url: str, public_out: Path) -> Path:
     doc = {
         "influxdb": {"api": "v1", "url": url, "database": DB},
@@ -309,35 +339,6 @@ def test_the_ingest_schedules_the_build_and_a_failure_keeps_the_site(seeded: Tow
     failing.config = good
     assert failing(at=town.AT) is True
     assert out.resolve() != live
-
-
-def test_the_territory_balance_from_imported_open_data_is_on_the_page(seeded: Town) -> None:
-    """The demo's open-data files imported with the real `terril territory import` into their own database."""
-    seeded.influx.create_database("opendata")
-    out = seeded.tmp / "balance-site"
-    config_path = seeded.tmp / "ingest-opendata.yaml"
-    write_ingest_yaml(seeded, config_path, seeded.influx.url, out)
-    doc = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    doc["influxdb"]["database"] = "opendata"
-    config_path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    files = sorted(str(p) for p in (ROOT / "config" / "opendata").glob("*.csv"))
-    imported = subprocess.run([sys.executable, "-m", "agent", "territory", "import", "-c", str(config_path), *files],
-                              capture_output=True, text=True, timeout=120)
-    assert imported.returncode == 0, imported.stderr
-    report = subprocess.run([sys.executable, "-m", "agent", "territory", "report", "-c", str(config_path), "--json"],
-                            capture_output=True, text=True, timeout=120)
-    assert report.returncode == 0, report.stderr
-    build = subprocess.run([sys.executable, "-m", "agent", "public", "build", "-c", str(config_path),
-                            "--at", "2026-03-31T16:00:00+02:00"], capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
-    balance = json.loads((out / "data" / "summary.json").read_text(encoding="utf-8"))["territory_balance"]
-    assert balance["renewable_share"] is not None and balance["year"] >= 2020
-    years = {y["year"]: y for y in json.loads(report.stdout)["total"]["years"]}
-    assert balance["renewable_share"] == pytest.approx(years[balance["year"]]["renewable_share"], abs=1e-6)
-    assert balance["consumption_wh"] == pytest.approx(years[balance["year"]]["consumption_wh"]["total"], abs=0.01)
-    assert "Agence ORE" in balance["source"] or "Enedis" in balance["source"]
-    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
-    assert f"consommation d'électricité en {balance['year']}" in index
 
 
 # --------------------------------------------------------------------------- a real browser

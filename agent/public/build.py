@@ -15,9 +15,9 @@ from typing import Any
 
 from agent.central.inventory import Inventory, Newborn, inventory_for, load_newborns
 from agent.central.rollup import QueryClient, client_from_config
-from agent.errors import TerrilError
+from agent.central.territory.report import balance_for
 from agent.public.config import PublicConfig
-from agent.public.model import PublicView, TerritoryBalance, public_view
+from agent.public.model import PublicView, public_view
 from agent.public.numbers import LANGS
 from agent.public.opendata import daily_csv, sites, summary, to_json
 from agent.public.pages import index_page, panel_href, panel_page, roof_href, roof_page
@@ -33,30 +33,6 @@ class BuiltSite:
     """The folder written (``out`` now points to it)."""
     files: int
     view: PublicView
-
-
-SOURCE_NAMES = {"agence_ore": "Agence ORE", "enedis_consumption": "Enedis", "enedis_production": "Enedis",
-                "odre_register": "ODRÉ"}
-
-
-def territory_balance(ingest: Any, client: QueryClient, at: datetime) -> TerritoryBalance | None:
-    """The territory's latest yearly balance from its imported open data (``terril territory``), or None.
-
-    Secondary to the site: when it cannot be read, the page goes out without it
-    (one log line) rather than not at all.
-    """
-    from agent.central.territory.report import territory_balance as read_balance
-
-    try:
-        found = read_balance(ingest, client, now=at)
-    except (TerrilError, ValueError, OSError) as exc:
-        log.warning("public site: territory balance unavailable, left out of the page: %s", exc)
-        return None
-    if found is None or found.year is None or found.renewable_share is None:
-        return None
-    sources = ", ".join(dict.fromkeys(SOURCE_NAMES.get(s, s) for s in found.sources))
-    return TerritoryBalance(found.year, found.consumption_wh, found.renewable_production_wh,
-                            found.renewable_share, sources, found.complete)
 
 
 def render_files(view: PublicView, facts: Facts, config: PublicConfig) -> dict[str, bytes]:
@@ -86,7 +62,6 @@ def build_site(
     public: PublicConfig | None = None,
     client: QueryClient | None = None,
     inventory: Inventory | None = None,
-    balance: TerritoryBalance | None = None,
 ) -> BuiltSite:
     """Build the site from an ``IngestConfig`` at *at* (default: now) and publish it to *out*."""
     config = public or getattr(ingest, "public", None) or PublicConfig.model_validate({"out": str(out)})
@@ -97,18 +72,17 @@ def build_site(
     tz = ingest.rollup.timezone
     moment = (at or datetime.now(UTC))
     host = inventory.newborn_panels.site if inventory is not None and inventory.newborn_panels else None
-    query_client = client or client_from_config(ingest.influxdb)
+    client = client or client_from_config(ingest.influxdb)
     facts = fetch_facts(
-        query_client,
+        client,
         moment,
         tz,
         reference_wh_per_year=ingest.rollup.territory_consumption_wh_per_year,
         host_site=host if register else None,
         host_since=min((n.born for n in register), default=None),
     )
-    if balance is None and inventory is not None:
-        balance = territory_balance(ingest, query_client, facts.at)
-    view = public_view(facts, inventory, config, register, balance=balance)
+    renewable = balance_for(inventory, client, now=moment) if inventory is not None else None
+    view = public_view(facts, inventory, config, register, renewable=renewable)
     files = render_files(view, facts, config)
     build = publish(Path(out), files)
     return BuiltSite(build, len(files), view)

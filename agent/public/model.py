@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from agent.central.inventory import Inventory, Newborn, Target
+from agent.central.territory.report import TerritoryBalance
 from agent.public.config import PublicConfig
 from agent.public.query import CHART_DAYS, Facts, SiteFacts, territory_sum
 
@@ -55,7 +56,7 @@ class Roof:
     total_wh: float
     last_reading: datetime | None
     silent_since: date | None
-    """Set when the roof has not reported today: the day of its last reading in the last 45 days."""
+    """Set when the roof has not reported today (the day of its last reading; None if it never did)."""
     daily: tuple[DayValue, ...]
 
     @property
@@ -89,24 +90,6 @@ class NewbornArray:
 
 
 @dataclass(frozen=True)
-class TerritoryBalance:
-    """The territory's own balance for one year, from the grid operators' open data (``terril territory``).
-
-    Unlike the share of the page's other figures (terril's own roofs against a
-    reference), this one counts every renewable installation of the territory.
-    """
-
-    year: int
-    consumption_wh: float | None
-    renewable_production_wh: float | None
-    renewable_share: float | None
-    source: str
-    """Who published the figures, in a few words (shown on the page)."""
-    complete: bool = True
-    """False when a commune or a sector of that year is missing or masked in the open data."""
-
-
-@dataclass(frozen=True)
 class PublicView:
     at: datetime
     territory_name: str
@@ -131,7 +114,9 @@ class PublicView:
     months_this_year: tuple[float | None, ...]
     months_last_year: tuple[float | None, ...]
     newborns: NewbornArray | None
-    balance: TerritoryBalance | None = None
+    renewable: TerritoryBalance | None = None
+    """All local renewable production / electricity consumption, from the grid operators' open data
+    (``terril territory import``): the latest year imported."""
 
     @property
     def stale(self) -> bool:
@@ -196,7 +181,7 @@ def _newborns(facts: Facts, inventory: Inventory, register: Sequence[Newborn]) -
 
 def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
                 register: Sequence[Newborn] = (), territory_name: str | None = None,
-                balance: TerritoryBalance | None = None) -> PublicView:
+                renewable: TerritoryBalance | None = None) -> PublicView:
     """Everything the pages and the open-data files show, and nothing else."""
     today = facts.today
     days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
@@ -252,5 +237,5 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
         months_this_year=_months(facts, today.year, today),
         months_last_year=_months(facts, today.year - 1, today),
         newborns=newborns,
-        balance=balance,
+        renewable=renewable,
     )

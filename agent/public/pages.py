@@ -188,14 +188,11 @@ def _share_section(view: PublicView, lang: Lang) -> str:
             body += (f'<p class="label">{_e(label)}</p><p class="big">{_e(format_percent(share, lang))}</p>'
                      f'<div class="bar" aria-hidden="true"><span style="width:{width:.1f}%"></span></div>')
         body += f'<p class="note">{_e(t("share_method", lang))}</p>'
-    b = view.balance
-    if b is not None and b.renewable_share is not None:
-        known = [format_energy(v, lang) if v is not None else "—"
-                 for v in (b.renewable_production_wh, b.consumption_wh)]
-        sentence = t("balance", lang, b.source, format_percent(b.renewable_share, lang), b.year, *known)
-        body += f'<p id="balance">{_e(sentence)}</p>'
-        if not b.complete:
-            body += f'<p class="note">{_e(t("balance_partial", lang))}</p>'
+    r = view.renewable
+    if r is not None and r.renewable_share is not None:
+        body += (f'<p id="renewable">{_e(t("renewable_share", lang, format_percent(r.renewable_share, lang), r.year))}'
+                 f'</p><p class="note">{_e(t("renewable_source", lang))}'
+                 + ("" if r.complete else " " + _e(t("balance_partial", lang))) + "</p>")
     if view.target is not None:
         target = t("target", lang, format_percent(view.target.share, lang), view.target.year)
         body += f"<p><strong>{_e(target)}</strong></p>"
