@@ -134,6 +134,8 @@ def test_import_and_report_numbers_equal_hand_truths(setup: dict[str, Any], caps
     status, out, err = terril(capsys, "territory", "import", "-c", str(config), *map(str, files.values()))
     assert status == 0, err
     assert "62528 2022 electricity (agence_ore): imported from" in out
+    assert ("62510 2022 electricity (enedis_consumption): imported from consommation-electrique-par-secteur-"
+            "dactivite-commune.csv; unknown (masked in the file, not 0): industry.energy_wh") in out
     assert "commune 62498 of the inventory is absent" in err  # a warning, not an error
 
     doc = report(capsys, config)
