@@ -15,7 +15,9 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -233,6 +235,21 @@ def test_build_swaps_atomically_and_keeps_two_builds(seeded: Town) -> None:
     with pytest.raises(InfluxUnavailable):
         build_site(down, out, at=town.AT, inventory=seeded.inventory)
     assert out.resolve() == third.build.resolve() and (out / "index.html").is_file()
+
+
+def test_a_build_under_the_services_umask_is_readable_by_the_web_server(seeded: Town) -> None:
+    """terril-ingest.service runs with UMask=0077; nginx (www-data) must still read every file."""
+    out = seeded.tmp / "umask" / "site"
+    previous = os.umask(0o077)
+    try:
+        build_site(seeded.config, out, at=town.AT, inventory=seeded.inventory)
+    finally:
+        os.umask(previous)
+    paths = [out.parent / "site.builds", *(out.parent / "site.builds").rglob("*")]
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o005 if path.is_dir() else 0o004  # others may traverse folders and read files
+        assert (mode & wanted) == wanted, (path, oct(mode))
 
 
 def test_empty_database_no_reference_and_empty_register_render_sensible_pages(seeded: Town) -> None:
