@@ -210,6 +210,18 @@ def test_no_public_file_holds_private_data(seeded: Town) -> None:
     assert (seeded.out / "toits" / "citoyen-1.html").exists()
 
 
+def test_every_link_of_every_page_leads_to_a_file_of_the_site(seeded: Town) -> None:
+    pages = [p for p in seeded.out.rglob("*.html")]
+    assert len(pages) == 2 * (1 + 8 + 3)  # home, 8 roofs, 3 newborn panels, in two languages
+    for page in pages:
+        for href in re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8")):
+            if href.startswith("#"):
+                continue
+            assert "://" not in href and not href.startswith("/"), (page, href)
+            target = (page.parent / html.unescape(href)).resolve()
+            assert target.is_file() and seeded.out.resolve() in target.parents, (page, href)
+
+
 def test_daily_csv_has_the_territory_days(seeded: Town) -> None:
     rows = seeded.read("data/daily.csv").splitlines()
     assert rows[0] == "date,production_wh,reference_consumption_wh"
