@@ -99,7 +99,8 @@ def _reason(err: Any, field: Any, path: str) -> str:
         return f"too long (at most {ctx.get('max_length')} characters)"
     if etype == "string_pattern_mismatch":
         if path.endswith(("slug", "name")):
-            return f"expected a slug (lowercase letters, digits, _ and -, starting with a letter or digit, at most 63){got}"
+            return ("expected a slug (lowercase letters, digits, _ and -, starting with a letter or digit, "
+                    f"at most 63){got}")
         if path.endswith("topic_root"):
             return f"expected topic levels of letters, digits, _ and - separated by / (no wildcards){got}"
         if path.endswith("port"):
@@ -145,7 +146,8 @@ def _unquote(text: object) -> str:
 
 
 def kind_of(value: object) -> str:
-    return {dict: "a mapping", list: "a list", str: "a text"}.get(type(value), f"the value {show(value)}")
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a text"}
+    return names.get(type(value), f"the value {show(value)}")
 
 
 def _join(base: str, sub: str) -> str:
@@ -255,7 +257,8 @@ def _is_int(view: _FieldView | None) -> bool:
 def _range(view: _FieldView | None) -> str:
     if view is None:
         return ""
-    lo = hi = None
+    lo: Any = None
+    hi: Any = None
     lo_open = hi_open = False
     for m in view.metadata:
         if isinstance(m, annotated_types.Ge):

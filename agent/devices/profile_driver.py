@@ -12,7 +12,7 @@ import logging
 from decimal import Decimal
 
 from agent.devices.base import DecodedPoll, DeviceIdentity
-from agent.devices.profile import STATE_BY_NAME, Profile, RegisterDef, Located, engineering_value, sunspec_event_bits
+from agent.devices.profile import STATE_BY_NAME, Located, Profile, RegisterDef, engineering_value, sunspec_event_bits
 from agent.devices.sunspec import STATE_FAULT_CODE
 from agent.errors import IllegalAddress, ModbusExceptionResponse
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, ReadRequest, RegisterBlock, RegisterSpan, plan_reads
@@ -35,7 +35,8 @@ class ProfileDriver:
             raise ValueError(f"device {name}: kind must be one of {DEVICE_KINDS}, got {kind!r}")
         if kind != profile.kind:
             raise ValueError(
-                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, which describes a {profile.kind}"
+                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, "
+                f"which describes a {profile.kind}"
             )
         if max_registers is not None and not 1 <= max_registers <= MODBUS_MAX_REGISTERS:
             raise ValueError(f"device {name}: max_registers must be 1..{MODBUS_MAX_REGISTERS}, got {max_registers}")

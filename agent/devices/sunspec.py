@@ -276,9 +276,7 @@ class SunSpecDriver:
             modules = [decode_fields(m, block, table) for m in layout.strings]
         name = self.name
         readings = [Reading(name, self.kind, ts_ms, fields)]
-        index = 0
-        for string_fields in modules:
-            index += 1
+        for index, string_fields in enumerate(modules, start=1):
             if string_fields:  # a module that reports nothing is not a reading
                 readings.append(Reading(name, "mppt", ts_ms, string_fields, str(index)))
         events: dict[str, str] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple, cast
 
 from agent.devices.sunspec_discovery import ModelBlock
 from agent.devices.sunspec_models import HEADER_LENGTH, GroupDef, ModelDef, PointDef
@@ -249,9 +249,35 @@ _INTEGER_TYPES: dict[str, tuple[int, bool, int]] = {
 
 _CONVERSIONS: dict[str, int] = {"number": 0, "int": 1, "power_factor": 2}
 
-CompiledField = tuple
-"""(field, request, offset, size, signed, sentinel, conversion, scalable, sf_request, sf_offset,
-sf_fixed, units, bound) for an integer point; (field, -1, ..., bound) for the reference path."""
+class CompiledField(NamedTuple):
+    """Where one field's registers sit in the poll's responses, and how to decode them.
+
+    A NamedTuple, not a dataclass: the code generator reads it by position
+    (``f[8]``) and unpacks it, and it is compared and hashed as a plain tuple.
+    ``request`` is -1 for a field decoded by the reference path (a type or a
+    place the generated code does not handle inline), which uses ``bound``.
+    """
+
+    field: str
+    request: int
+    """Index of the read request holding the value, or -1 for the reference path."""
+    offset: int
+    """Register offset of the value inside that request."""
+    size: int
+    """Registers (1 or 2)."""
+    signed: bool
+    sentinel: int
+    """The raw value meaning "not implemented"."""
+    conversion: int
+    """``_CONVERSIONS`` code: plain number, integer, power factor."""
+    scalable: bool
+    sf_request: int
+    """Request holding the scale factor register, or -1 (no scale factor register)."""
+    sf_offset: int
+    sf_fixed: int | None
+    """A scale factor fixed by the model, when it has no register."""
+    units: str | None
+    bound: BoundField
 
 
 def _locate(requests: list[tuple[int, int]], address: int, size: int) -> tuple[int, int] | None:
@@ -270,10 +296,10 @@ def compile_fields(bound: Iterable[BoundField], requests: list[tuple[int, int]])
         where = _locate(requests, b.address, b.point.size) if spec is not None else None
         sf_where = _locate(requests, b.sf_address, 1) if b.sf_address is not None else None
         if spec is None or where is None or spec[0] != b.point.size or (b.sf_address is not None and sf_where is None):
-            out.append((b.field, -1, 0, 0, False, 0, 0, False, -1, 0, None, None, b))
+            out.append(CompiledField(b.field, -1, 0, 0, False, 0, 0, False, -1, 0, None, None, b))
             continue
         size, signed, sentinel = spec
-        out.append((
+        out.append(CompiledField(
             b.field, where[0], where[1], size, signed, sentinel, _CONVERSIONS[b.conversion],
             TYPES[b.point.type].scalable,
             sf_where[0] if sf_where is not None else -1, sf_where[1] if sf_where is not None else 0,
@@ -340,7 +366,9 @@ _SCALES: dict[int, tuple[float, float, int]] = {
 }
 """Raw ``sunssf`` register -> (multiplier, divisor, sf) for the scale factors SunSpec allows."""
 
-GeneratedDecoder = Callable[[RegisterBlock, Table], "tuple[dict[str, float | int], list[dict[str, float | int]]] | None"]
+GeneratedDecoder = Callable[
+    [RegisterBlock, Table], "tuple[dict[str, float | int], list[dict[str, float | int]]] | None"
+]
 """``decoder(block, table)`` -> (fields, one dict per MPPT module), or None when the plan was not read in full."""
 
 
@@ -369,7 +397,8 @@ def build_decoder(
         out = f"o{gi}"
         outs.append(out)
         lines.append(f"    {out} = {{}}")
-        for fi, (name, ci, off, size, signed, sentinel, conversion, scalable, sfi, sfo, sf_fixed, units, b) in enumerate(group):
+        for fi, entry in enumerate(group):
+            name, ci, off, size, signed, sentinel, conversion, scalable, sfi, sfo, sf_fixed, units, b = entry
             key = repr(name)
             if ci < 0:  # the reference path
                 ref = f"_b{gi}_{fi}"
@@ -404,7 +433,7 @@ def build_decoder(
             lines += [f"    if {condition}:", f"        {out}[{key}] = {scaled}"]
     lines.append(f"    return {outs[0]}, [{', '.join(outs[1:])}]")
     source = "\n".join(lines) + "\n"
-    exec(compile(source, "<sunspec decoder>", "exec"), namespace)  # noqa: S102 - source built above from our own tables
-    decoder = namespace["decode"]
-    decoder.source = source  # type: ignore[attr-defined]  # for tests and for reading what runs
-    return decoder  # type: ignore[return-value]
+    exec(compile(source, "<sunspec decoder>", "exec"), namespace)
+    decoder = cast(GeneratedDecoder, namespace["decode"])
+    setattr(decoder, "source", source)  # noqa: B010 - for tests and for reading what runs; not a declared attribute
+    return decoder

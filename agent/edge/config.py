@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -222,7 +222,7 @@ class RtuTransport(_Model):
         return (self.baudrate, self.parity, self.stopbits, self.bytesize)
 
 
-Transport = Annotated[Union[TcpTransport, RtuTransport], Field(discriminator="type")]  # noqa: UP007
+Transport = Annotated[TcpTransport | RtuTransport, Field(discriminator="type")]
 
 
 class DeviceConfig(_Model):
@@ -275,7 +275,8 @@ class DeviceConfig(_Model):
         except ConfigError as exc:
             raise fail(f"profile {self.driver!r} is invalid: {'; '.join(exc.problems)}") from None
         if profile_kind != self.kind:
-            raise fail(f"kind {show(self.kind)} does not match profile {show(self.driver)}, which describes a {profile_kind}")
+            raise fail(f"kind {show(self.kind)} does not match profile {show(self.driver)}, "
+                       f"which describes a {profile_kind}")
         return self
 
     @property

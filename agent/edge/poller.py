@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
 from agent.edge.counters import CounterGuard
@@ -211,7 +211,7 @@ class DevicePoller:
 
     def _on_no_answer(self, now: float, exc: TerrilError) -> None:
         """Silence at night is sleep; silence by day is a problem. Either way, back off."""
-        night = not is_daylight(datetime.fromtimestamp(now, timezone.utc), self.site.latitude, self.site.longitude)
+        night = not is_daylight(datetime.fromtimestamp(now, UTC), self.site.latitude, self.site.longitude)
         status: LinkStatus = "sleeping" if night and self.driver.kind == "inverter" else "unreachable"
         self._on_failure(now, exc, status)
 
