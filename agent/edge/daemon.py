@@ -209,7 +209,7 @@ class Agent:
         groups: dict[int, list[DevicePoller]] = {}
         for poller in pollers:
             if poller.name not in busy:
-                groups.setdefault(id(getattr(poller.reader, "link", poller)), []).append(poller)
+                groups.setdefault(id(poller.reader.link), []).append(poller)
         for due in groups.values():
             task = loop.create_task(self.poll_link(due))
             for poller in due:

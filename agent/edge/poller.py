@@ -191,8 +191,8 @@ class DevicePoller:
             block.store(request.table, request.address,
                         await self.reader.read(request.table, request.address, request.count))
             if i == 0:
-                sent = getattr(self.reader, "last_sent", None)
-                if isinstance(sent, float) and sent >= started:
+                sent = self.reader.last_sent
+                if sent is not None and sent >= started:
                     ts_ms = int((now + (sent - started)) * 1000)
         return ts_ms, self.driver.decode(block, ts_ms)
 
