@@ -334,6 +334,80 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
 READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}
 """Which measurement a reading of each ``kind`` is written to."""
 
+# --------------------------------------------------------------------------- territory open data (yearly)
+
+_TERRITORY_COUNT = Bounds(0, 1e12)
+_TERRITORY_POWER = Bounds(0, 1e12)
+"""Installed power of a commune, or what it misses: far above one device's ``MAX_POWER_W``."""
+_SHARE = Bounds(0, 1e3)
+
+TERRITORY_AMOUNTS: tuple[tuple[str, str, str, Bounds | None], ...] = (
+    ("energy_wh", "Wh", "energy consumed (kind electricity, gas) or produced (kind production) in the year", None),
+    ("delivery_points", "", "delivery points (consumption)", _TERRITORY_COUNT),
+    ("sites", "", "production sites (Enedis production)", _TERRITORY_COUNT),
+    ("power_w", "W", "installed power (ODRÉ register, kind installations)", _TERRITORY_POWER),
+    ("installations", "", "installations (ODRÉ register)", _TERRITORY_COUNT),
+    ("produced_wh", "Wh", "annual energy produced (ODRÉ register; often masked for small installations)", None),
+    ("injected_wh", "Wh", "annual energy injected into the grid (ODRÉ register; self-consumption missing)", None),
+)
+"""Each amount of an open-data figure, written with ``<name>_masked``: how many of the cells it sums were
+masked (secret). The value is absent when every cell was masked: unknown, never 0."""
+
+TERRITORY_YEARLY = MeasurementSpec(
+    "territory_yearly",
+    ("commune", "source", "kind", "category", "edition"),
+    (
+        *(_f(name, unit, text, bounds) for name, unit, text, bounds in TERRITORY_AMOUNTS),
+        *(_i(f"{name}_masked", "", f"masked cells summed into {name}") for name, _, _, _ in TERRITORY_AMOUNTS),
+        _i("current", "", "1 while this edition (file) is the latest imported for its commune, year, source and kind"),
+    ),
+    "yearly open-data figures per commune (INSEE code), timestamp = 1 January of the year (local midnight); "
+    "kind: electricity | gas | production | installations; category: sector or energy source",
+)
+
+TERRITORY_IMPORT = MeasurementSpec(
+    "territory_import",
+    ("commune", "source", "kind"),
+    (
+        _s("edition", "first 12 hex digits of the SHA-256 of the file the figures come from"),
+        _s("file", "name of that file"),
+        _s("imported_at", "when it was imported (ISO 8601)"),
+        _s("year_from", "ODRÉ register: where the year came from (snapshot name, newest date, --year)"),
+    ),
+    "which file holds the current figures of a commune, year, source and kind (timestamp = the year)",
+)
+
+TERRITORY_BALANCE = MeasurementSpec(
+    "territory_balance",
+    ("commune",),
+    (
+        _f("consumption_wh", "Wh", "electricity consumed in the year (grid operators)"),
+        _i("consumption_complete", "", "0 when a sector was masked: the consumption is a lower bound"),
+        _f("renewable_production_wh", "Wh", "local renewable production in the year (grid operators)"),
+        _f("monitored_production_wh", "Wh", "production of the roofs terril monitors in the year"),
+        _f("renewable_share", "", "renewable production / electricity consumption", _SHARE),
+        _f("target_share", "", "share on the straight path from the baseline year's share to the target", _SHARE),
+        _f("missing_wh", "Wh", "renewable production still missing to reach the target share (>= 0)"),
+        _f("missing_peak_power_w", "W", "the same, as rooftop peak power at the fleet's specific yield",
+           _TERRITORY_POWER),
+        _f("missing_roofs", "", "the same, in roofs of the fleet's median peak power", _TERRITORY_COUNT),
+        _f("fleet_yield_kwh_per_kwp", "kWh/kWp", "specific yield of the monitored roofs over the last 365 days",
+           Bounds(0, 1e4)),
+    ),
+    "the energy-positive balance per commune and for the territory (commune=_territory), per year",
+)
+
+ENERGY_DAILY_COMMUNE = MeasurementSpec(
+    "energy_daily_commune",
+    ("commune",),
+    tuple(f for f in ENERGY_DAILY.fields),
+    "daily energy of the monitored sites of one commune (INSEE code), local-day buckets; "
+    "reference_consumption_wh: the day's share of the commune's latest imported annual consumption",
+)
+
+TERRITORY_MEASUREMENTS = (TERRITORY_YEARLY, TERRITORY_IMPORT, TERRITORY_BALANCE, ENERGY_DAILY_COMMUNE)
+MEASUREMENTS.update({m.name: m for m in TERRITORY_MEASUREMENTS})
+
 # SunSpec St (operating state) values, shared by models 101-103 and 111-113.
 STATE_OFF = 1
 STATE_SLEEPING = 2

@@ -35,6 +35,7 @@ from agent.schema import (
     MPPT,
     SITE_INFO,
     STATE_FAULT,
+    TERRITORY_BALANCE,
     STATE_NAMES,
     TERRITORY_SITE,
 )
@@ -71,6 +72,21 @@ for _m, _names in ((MPPT, ("dc_power_w",)), (METER, ("power_w",)), (EVENT, ("act
                    (ENERGY_DAILY, ("production_wh", "consumption_wh", "import_wh", "export_wh",
                                    "reference_consumption_wh"))):
     assert set(_names) <= set(_m.fields_by_name), (_m.name, _names)
+
+BALANCE = TERRITORY_BALANCE.name
+assert {"consumption_wh", "renewable_production_wh", "monitored_production_wh", "renewable_share", "target_share",
+        "missing_wh", "missing_peak_power_w", "missing_roofs"} <= set(TERRITORY_BALANCE.fields_by_name)
+BALANCE_TERRITORY = f"\"commune\" = '{TERRITORY_SITE}'"
+YEARLY = [{"id": "formatTime", "options": {"timeField": "Time", "outputFormat": "YYYY", "useTimezone": True}}]
+"""Yearly rows sit at 1 January, local midnight: shown as the year."""
+Q_BALANCE_PER_YEAR = (
+    f'SELECT "consumption_wh", "renewable_production_wh", "monitored_production_wh" FROM "{BALANCE}" '
+    f'WHERE {BALANCE_TERRITORY} AND $timeFilter'
+)
+Q_TRAJECTORY = f'SELECT "renewable_share", "target_share" FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}'
+"""The whole path to the target year, whatever the time range (the target lies in the future)."""
+TRAJECTORY_SETUP = ("Filled by `terril territory import` (open data of the grid operators per commune) and refreshed "
+                    "by every rollup; the target and baseline year come from the inventory (sites.yaml).")
 
 SITE_RE = '"site" =~ /^$site$/'
 DEVICE_RE = '"device" =~ /^$device$/'
@@ -413,6 +429,29 @@ def energy_positive() -> dict[str, Any]:
               [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
                            f'"import_wh" AS "import", "export_wh" AS "export" FROM "{DAILY}" WHERE {TERRITORY} AND '
                            f'$timeFilter', ds)], ds, w=12, h=8),
+        panel(L, "barchart", "Balance per year: consumption and renewable production", "Per year, for the whole "
+              "territory: electricity consumption and local renewable production (solar, wind, hydro, bioenergy) "
+              "from the grid operators' open data, and the production of the roofs terril monitors. "
+              + TRAJECTORY_SETUP, "watth", [target("A", Q_BALANCE_PER_YEAR, ds, fmt="table")], ds, w=12, h=9,
+              time_from="30y", transformations=YEARLY),
+        panel(L, "barchart", "Trajectory: renewable share and target path", "Renewable share per year (local "
+              "renewable production / electricity consumption) next to the target path: a straight line from "
+              "the baseline year's share to the target share in the target year, every year up to the target "
+              "(the whole path, whatever the time range). " + TRAJECTORY_SETUP, "percentunit",
+              [target("A", Q_TRAJECTORY, ds, fmt="table")], ds, w=12, h=9, transformations=YEARLY),
+        panel(L, "stat", "Still missing: energy per year", "Renewable production still missing to reach the "
+              "target share, in the latest year with a known consumption: target share x consumption - renewable "
+              "production. " + TRAJECTORY_SETUP, "watth",
+              [target("A", f'SELECT last("missing_wh") FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}', ds)], ds,
+              w=8, no_value="no consumption imported"),
+        panel(L, "stat", "Still missing: rooftop peak power", "The missing energy as rooftop solar peak power, "
+              "at the specific yield the monitored roofs measured over the last 365 days (kWh per kWp per year).",
+              "watt", [target("A", f'SELECT last("missing_peak_power_w") FROM "{BALANCE}" WHERE '
+                                   f'{BALANCE_TERRITORY}', ds)], ds, w=8, no_value="no consumption imported"),
+        panel(L, "stat", "Still missing: roofs", "The missing peak power in roofs the size of the fleet's median "
+              "roof (the inventory's peak powers).", "none",
+              [target("A", f'SELECT last("missing_roofs") FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}', ds)], ds,
+              w=8, decimals=0, no_value="no consumption imported"),
     ]
     return dashboard("terril-energy-positive", "terril — Energy-positive trajectory", "For elected officials: "
                      "production against the territory's consumption, per month and year, and the share covered.",

@@ -90,6 +90,9 @@ def test_demo_runs_the_town_end_to_end_and_stops_everything(tmp_path: Path) -> N
         assert (run_dir / "logs" / f"agent-{slug}.log").stat().st_size > 0
     assert (run_dir / "logs" / "ingest.log").is_file()
     assert "Grafana" in proc.stdout and result["influxdb"]["url"] in proc.stdout
+    # The demo town's open data was imported: the energy balance has a share and a target.
+    assert result["open_data"]["exit"] == 0 and result["open_data"]["files"] == 3, result["open_data"]
+    assert 0 < result["open_data"]["renewable_share"] < 1 and result["open_data"]["target_year"] == 2050
 
 
 def test_demo_rejects_a_site_count_outside_the_town() -> None:

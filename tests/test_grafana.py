@@ -393,6 +393,32 @@ def test_energy_positive_month_year_and_share(influx: InfluxServer, town: Town) 
     assert series[-1][1] == pytest.approx(share_with_today, rel=1e-9)
 
 
+def test_trajectory_panels(influx: InfluxServer) -> None:
+    from tests.grafana_seed import BALANCE_YEARS, territory_balance_rows
+
+    truth = territory_balance_rows()
+    dash, p = find_panel("energy-positive", "Balance per year: consumption and renewable production")
+    assert [tr["id"] for tr in p["transformations"]] == ["formatTime"]
+    series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
+    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:]))
+           for row in series["values"]}
+    assert set(got) == set(BALANCE_YEARS)  # the target path's future years carry no balance
+    for year, (consumed, renewable, monitored) in BALANCE_YEARS.items():
+        assert got[year] == {"consumption_wh": consumed, "renewable_production_wh": renewable,
+                             "monitored_production_wh": monitored}
+    dash, p = find_panel("energy-positive", "Trajectory: renewable share and target path")
+    series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
+    years = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: row[1:] for row in series["values"]}
+    assert sorted(years) == list(range(2019, 2051))  # the whole path, beyond the time range
+    assert years[2050][1] == 1.0 and years[2019][1] == pytest.approx(5.4 / 36)
+    assert years[2022][0] == pytest.approx(7.7 / 35) and years[2030][0] is None
+    for title, name in (("Still missing: energy per year", "missing_wh"),
+                        ("Still missing: rooftop peak power", "missing_peak_power_w"),
+                        ("Still missing: roofs", "missing_roofs")):
+        dash, p = find_panel("energy-positive", title)
+        assert single_value(run_panel(influx, dash, p, p["targets"][0])) == pytest.approx(truth[2023][name])
+
+
 def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
     t = TERRITORY_SITE
     today, year_first = DAY_EVAL.date(), date(2024, 1, 1)

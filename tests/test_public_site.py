@@ -257,6 +257,36 @@ def test_empty_database_no_reference_and_empty_register_render_sensible_pages(se
     assert built.view.roofs and all(r.total_wh == 0 for r in built.view.roofs)
 
 
+def test_the_renewable_share_from_open_data_and_the_target(seeded: Town) -> None:
+    """After ``terril territory import`` the site shows all local renewable production / consumption."""
+    from agent.central.territory.parse import parse_file
+    from agent.central.territory.store import plan_import, read_records, write_plan
+
+    seeded.influx.create_database("opendata")
+    client = InfluxQLClient(seeded.influx.url, "opendata")
+    folder = Path(__file__).resolve().parent.parent / "config" / "opendata"
+    parsed = [parse_file(folder / name, ["62528"]) for name in (
+        "conso-elec-gaz-annuelle-par-naf-agregee-commune.csv",
+        "production-electrique-par-filiere-a-la-maille-commune.csv")]
+    plan = plan_import(parsed, read_records(client, town.TZ), town.TZ, "2026-03-01T00:00:00+00:00")
+    write_plan(client, line_writer(client), plan, town.TZ)
+    out = seeded.tmp / "opendata-site"
+    build_site(ingest_config(seeded.influx.url, "opendata"), out, at=town.AT, inventory=seeded.inventory)
+    # 2023, the latest year of the files: ORE electricity of the 4 sectors, Enedis solar (BT + HTA) + masked bio
+    consumption = (16890.3 + 11010.8 + 5540.1 + 287.5) * 1e6
+    renewable = (3620.5 + 2490.7) * 1e6
+    summary = json.loads((out / "data" / "summary.json").read_text(encoding="utf-8"))
+    r = summary["renewable_share"]
+    assert r["year"] == 2023 and r["complete"] is False  # bioenergy is masked
+    assert math.isclose(r["share"], renewable / consumption, abs_tol=1e-6)
+    assert math.isclose(r["consumption_wh"], consumption, rel_tol=1e-9)
+    assert summary["target"] == {"year": 2050, "share": 1.0}
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert re.search(r"couvrait 18\s?% de la consommation d'électricité du territoire en 2023", index), index
+    english = html.unescape((out / "en" / "index.html").read_text(encoding="utf-8"))
+    assert "of the territory's electricity consumption in 2023" in english
+
+
 def write_ingest_yaml(seeded: Town, path: Path, url: str, public_out: Path) -> Path:
     doc = {
         "influxdb": {"api": "v1", "url": url, "database": DB},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ LOW_SUN_DEG = 10.0
 """Below this elevation (sun down, or barely up) the plants produce next to nothing:
 the demo runs the simulated clock from noon."""
 
+OPEN_DATA = Path(__file__).resolve().parents[2] / "config" / "opendata"
+"""Hand-written open-data files of the demo town (``terril territory import``)."""
 STOP_ORDER = [["ingest"], ["mosquitto"], ["influxd"]]
 """After the agents (stopped first, so they publish what they hold), in this order."""
 
@@ -112,6 +115,8 @@ class Demo:
     clock: SimClock | None = None
     influx_url: str = ""
     ingest_config: IngestConfig | None = None
+    open_data: dict[str, Any] = field(default_factory=dict)
+    """What importing the demo town's open-data files gave (printed in the result)."""
     banner: list[str] = field(default_factory=list)
     public_server: ThreadingHTTPServer | None = None
     notes: list[str] = field(default_factory=list)
@@ -198,6 +203,7 @@ class Demo:
         self.ingest_config = load_ingest_config(ingest_path)
         self.children.add(Child("ingest", [*terril, "ingest", "-c", str(ingest_path)],
                                 run_dir / "logs" / "ingest.log")).start()
+        self.say(self.import_open_data(terril, ingest_path, run_dir / "logs" / "territory-import.log"), keep=True)
 
         for site in o.sites:
             path = write_yaml(
@@ -214,6 +220,30 @@ class Demo:
         self.banner = self.describe_setup(central)
         for line in self.banner:
             self.say(line)
+
+    def import_open_data(self, terril: list[str], ingest_path: Path, log_path: Path) -> str:
+        """``terril territory import`` of the hand-written files in ``config/opendata/``: a balance to show."""
+        files = sorted(OPEN_DATA.glob("*.csv"))
+        if not files:
+            return f"  open data     none in {OPEN_DATA}: the energy balance stays empty"
+        argv = [*terril, "territory", "import", "-c", str(ingest_path), *map(str, files)]
+        with open(log_path, "ab") as log:
+            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=120, check=False).returncode
+        self.open_data = {"files": len(files), "exit": code}
+        if code != 0:
+            return f"  open data     import failed (exit {code}): see {log_path}"
+        from agent.central.territory.report import territory_balance
+
+        assert self.ingest_config is not None
+        balance = territory_balance(self.ingest_config, InfluxQLClient(self.influx_url, DATABASE, timeout=30))
+        if balance is None or balance.renewable_share is None:
+            return f"  open data     {len(files)} file(s) imported; see {log_path}"
+        self.open_data.update(year=balance.year, renewable_share=round(balance.renewable_share, 4),
+                              target_year=balance.target_year, target_share=balance.target_share)
+        return (f"  open data     {len(files)} file(s) from {OPEN_DATA}: renewable share {balance.renewable_share:.1%} "
+                f"in {balance.year}, target {balance.target_share:.0%} in {balance.target_year} "
+                f"(terril territory report -c {ingest_path})")
 
     def start_simulator(self, ports: dict[str, int], start: datetime) -> None:
         o = self.options
@@ -341,6 +371,7 @@ class Demo:
             "active_faults": [f.to_dict() for f in summary.faults] if summary else [],
             "readings": summary.readings if summary else 0,
             "rollup_today_wh": summary.rollup_today_wh if summary else None,
+            "open_data": self.open_data,
         }
         self.say(f"logs and data stay in {self.options.run_dir}")
         self.say(RESULT_PREFIX + json.dumps(doc, ensure_ascii=False))

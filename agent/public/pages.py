@@ -188,6 +188,10 @@ def _share_section(view: PublicView, lang: Lang) -> str:
             body += (f'<p class="label">{_e(label)}</p><p class="big">{_e(format_percent(share, lang))}</p>'
                      f'<div class="bar" aria-hidden="true"><span style="width:{width:.1f}%"></span></div>')
         body += f'<p class="note">{_e(t("share_method", lang))}</p>'
+    r = view.renewable
+    if r is not None and r.renewable_share is not None:
+        body += (f'<p>{_e(t("renewable_share", lang, format_percent(r.renewable_share, lang), r.year))}</p>'
+                 f'<p class="note">{_e(t("renewable_source", lang))}</p>')
     if view.target is not None:
         target = t("target", lang, format_percent(view.target.share, lang), view.target.year)
         body += f"<p><strong>{_e(target)}</strong></p>"

@@ -47,6 +47,16 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "Share of the territory's electricity consumption covered by these roofs in {}",
     },
     "share_12": {"fr": "Sur les 12 derniers mois", "en": "Over the last 12 months"},
+    "renewable_share": {
+        "fr": "Toute la production renouvelable locale (solaire, éolien, hydraulique, bioénergies) couvrait {} "
+              "de la consommation d'électricité du territoire en {}.",
+        "en": "All local renewable production (solar, wind, hydro, bioenergy) covered {} of the territory's "
+              "electricity consumption in {}.",
+    },
+    "renewable_source": {
+        "fr": "Source : données ouvertes annuelles des gestionnaires de réseau (Agence ORE, Enedis, ODRÉ).",
+        "en": "Source: the grid operators' annual open data (Agence ORE, Enedis, ODRÉ).",
+    },
     "share_unknown": {
         "fr": "La consommation de référence du territoire n'est pas encore connue pour cette période.",
         "en": "The territory's reference consumption is not known yet for this period.",
