@@ -400,7 +400,7 @@ def test_trajectory_panels(influx: InfluxServer) -> None:
     dash, p = find_panel("energy-positive", "Balance per year: consumption and renewable production")
     assert [tr["id"] for tr in p["transformations"]] == ["formatTime"]
     series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
-    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:]))
+    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:], strict=False))
            for row in series["values"]}
     assert set(got) == set(BALANCE_YEARS)  # the target path's future years carry no balance
     for year, (consumed, renewable, monitored) in BALANCE_YEARS.items():
