@@ -153,55 +153,68 @@ def build_decoder(
     lines = ["def decode(block, table):", "    get = block.get"]
     for i, (address, count) in enumerate(requests):
         lines += [f"    c{i} = get(table, {address}, {count})", f"    if c{i} is None:", "        return None"]
-    scale_vars: dict[tuple[int, int], int] = {}
-    for group in (fields, *strings):
-        for f in group:
-            sf_at = (f.sf_request, f.sf_offset)
-            if f.request >= 0 and f.conversion != 1 and f.scalable and f.sf_request >= 0 and sf_at not in scale_vars:
-                k = scale_vars[sf_at] = len(scale_vars)
-                lines.append(f"    m{k}, d{k}, s{k} = _sfget(c{f.sf_request}[{f.sf_offset}] & 0xFFFF, _NO)")
+    groups = (fields, *strings)
+    scale_vars = _scale_factor_lines(groups, lines)
     outs = []
-    for gi, group in enumerate((fields, *strings)):
+    for gi, group in enumerate(groups):
         out = f"o{gi}"
         outs.append(out)
         lines.append(f"    {out} = {{}}")
-        for fi, entry in enumerate(group):
-            name, ci, off, size, signed, sentinel, conversion, scalable, sfi, sfo, sf_fixed, units, b = entry
-            key = repr(name)
-            if ci < 0:  # the reference path
+        for fi, f in enumerate(group):
+            if f.request < 0:  # the reference path
                 ref = f"_b{gi}_{fi}"
-                namespace[ref] = b
-                lines += [f"    v = {ref}.value(block, table)", "    if v is not None:", f"        {out}[{key}] = v"]
-                continue
-            if size == 1:
-                raw, half = f"(c{ci}[{off}] & 0xFFFF)", 0x8000
+                namespace[ref] = f.bound
+                lines += [f"    v = {ref}.value(block, table)", "    if v is not None:",
+                          f"        {out}[{f.field!r}] = v"]
             else:
-                raw, half = f"((c{ci}[{off}] & 0xFFFF) << 16 | (c{ci}[{off + 1}] & 0xFFFF))", 0x8000_0000
-            lines.append(f"    r = {raw}")
-            value = f"((r ^ {half}) - {half})" if signed else "r"  # two's complement without a branch
-            condition = f"r != {sentinel}"
-            if conversion == 1:
-                lines += [f"    if {condition}:", f"        {out}[{key}] = {value}"]
-                continue
-            if scalable and sfi >= 0:
-                k = scale_vars[(sfi, sfo)]
-                condition += f" and m{k} is not None"
-                scaled, sf_expr = f"{value} * m{k} / d{k}", f"s{k}"
-            elif scalable and sf_fixed is not None:
-                mul, div, sf = _scale_of(sf_fixed) if -10 <= sf_fixed <= 10 else (None, None, sf_fixed)
-                if mul is None:  # outside what the table holds: the reference path's formula
-                    scaled = (f"float({value} * 10**{sf})" if sf >= 0 else f"round({value} * 10.0**{sf}, {-sf})")
-                else:
-                    scaled = f"{value} * {mul!r} / {div!r}"
-                sf_expr = repr(sf)
-            else:
-                scaled, sf_expr = f"float({value})", "None"
-            if conversion == 2:
-                scaled = f"_pf({scaled}, {units!r}, {sf_expr})"
-            lines += [f"    if {condition}:", f"        {out}[{key}] = {scaled}"]
+                lines += _field_lines(f, out, scale_vars)
     lines.append(f"    return {outs[0]}, [{', '.join(outs[1:])}]")
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<sunspec decoder>", "exec"), namespace)
     decoder = cast(GeneratedDecoder, namespace["decode"])
     setattr(decoder, "source", source)  # noqa: B010 - for tests and for reading what runs; not a declared attribute
     return decoder
+
+
+def _scale_factor_lines(groups: tuple[tuple[CompiledField, ...], ...], lines: list[str]) -> dict[tuple[int, int], int]:
+    """One line per scale factor register used (decoded once per poll); its variables' number per register."""
+    scale_vars: dict[tuple[int, int], int] = {}
+    for group in groups:
+        for f in group:
+            sf_at = (f.sf_request, f.sf_offset)
+            if f.request >= 0 and f.conversion != 1 and f.scalable and f.sf_request >= 0 and sf_at not in scale_vars:
+                k = scale_vars[sf_at] = len(scale_vars)
+                lines.append(f"    m{k}, d{k}, s{k} = _sfget(c{f.sf_request}[{f.sf_offset}] & 0xFFFF, _NO)")
+    return scale_vars
+
+
+def _field_lines(f: CompiledField, out: str, scale_vars: dict[tuple[int, int], int]) -> list[str]:
+    """The source that decodes one integer field placed in the responses into ``out[field]``."""
+    ci, off = f.request, f.offset
+    if f.size == 1:
+        raw, half = f"(c{ci}[{off}] & 0xFFFF)", 0x8000
+    else:
+        raw, half = f"((c{ci}[{off}] & 0xFFFF) << 16 | (c{ci}[{off + 1}] & 0xFFFF))", 0x8000_0000
+    lines = [f"    r = {raw}"]
+    value = f"((r ^ {half}) - {half})" if f.signed else "r"  # two's complement without a branch
+    condition = f"r != {f.sentinel}"
+    key = repr(f.field)
+    if f.conversion == 1:
+        return [*lines, f"    if {condition}:", f"        {out}[{key}] = {value}"]
+    if f.scalable and f.sf_request >= 0:
+        k = scale_vars[(f.sf_request, f.sf_offset)]
+        condition += f" and m{k} is not None"
+        scaled, sf_expr = f"{value} * m{k} / d{k}", f"s{k}"
+    elif f.scalable and f.sf_fixed is not None:
+        sf = f.sf_fixed
+        if -10 <= sf <= 10:
+            mul, div, _ = _scale_of(sf)
+            scaled = f"{value} * {mul!r} / {div!r}"
+        else:  # outside what the table holds: the reference path's formula
+            scaled = f"float({value} * 10**{sf})" if sf >= 0 else f"round({value} * 10.0**{sf}, {-sf})"
+        sf_expr = repr(sf)
+    else:
+        scaled, sf_expr = f"float({value})", "None"
+    if f.conversion == 2:
+        scaled = f"_pf({scaled}, {f.units!r}, {sf_expr})"
+    return [*lines, f"    if {condition}:", f"        {out}[{key}] = {scaled}"]
