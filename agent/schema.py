@@ -33,9 +33,9 @@ SLUG_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
 
 DeviceKind = Literal["inverter", "meter"]
-ReadingKind = Literal["inverter", "meter", "mppt"]
+ReadingKind = Literal["inverter", "meter", "mppt", "battery"]
 DEVICE_KINDS: tuple[str, ...] = ("inverter", "meter")
-READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt")
+READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt", "battery")
 
 FieldType = Literal["float", "int", "str"]
 
@@ -202,6 +202,21 @@ METER = MeasurementSpec(
     "one energy meter, one row per poll",
 )
 
+BATTERY = MeasurementSpec(
+    "battery",
+    ("site", "device"),
+    (
+        _f("power_w", "W", "battery power, positive when discharging (as SunSpec model 802), negative when charging"),
+        _f("state_of_charge", "", "state of charge, ratio from 0 to 1"),
+        _f("energy_charge_wh", "Wh", "lifetime energy charged into the battery (monotonic counter)"),
+        _f("energy_discharge_wh", "Wh", "lifetime energy discharged from the battery (monotonic counter)"),
+        _f("voltage_v", "V", "battery voltage"),
+        _f("current_a", "A", "battery current, positive when discharging"),
+        _f("temp_c", "°C", "battery temperature"),
+    ),
+    "the battery of a hybrid inverter (tags: the inverter's site and device), one row per poll",
+)
+
 EVENT = MeasurementSpec(
     "event",
     ("site", "device", "code"),
@@ -249,19 +264,24 @@ ENERGY_DAILY = MeasurementSpec(
     ("site",),
     (
         _f("production_wh", "Wh", "energy produced during the local day"),
-        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)"),
+        _f("consumption_wh", "Wh",
+           "energy consumed: production + import - export + battery discharge - battery charge (metered sites)"),
         _f("import_wh", "Wh", "energy imported from the grid"),
         _f("export_wh", "Wh", "energy exported to the grid"),
+        _f("battery_charge_wh", "Wh", "energy charged into the site's batteries"),
+        _f("battery_discharge_wh", "Wh", "energy discharged from the site's batteries"),
         _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference"),
     ),
     "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
 )
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {
-    m.name: m for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
+    m.name: m for m in (INVERTER, MPPT, METER, BATTERY, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
 }
 
-READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}
+READING_MEASUREMENT: dict[str, MeasurementSpec] = {
+    "inverter": INVERTER, "meter": METER, "mppt": MPPT, "battery": BATTERY,
+}
 """Which measurement a reading of each ``kind`` is written to."""
 
 # SunSpec St (operating state) values, shared by models 101-103 and 111-113.
@@ -285,7 +305,8 @@ STATE_NAMES = {
 }
 
 # Device link status published in health and used in logs.
-LinkStatus = Literal["ok", "sleeping", "unreachable", "fault"]
+LinkStatus = Literal["ok", "sleeping", "unreachable", "fault", "wrong_device"]
+"""``wrong_device``: the device answers but is not what its driver describes (identity guard); nothing is polled."""
 
 # --------------------------------------------------------------------------- payloads
 
@@ -390,7 +411,7 @@ def health_payload(site: str, ts: int, metrics: dict[str, float | int], devices:
 
     ``metrics`` uses the field names of the ``agent`` measurement (``AGENT``):
     the ingest writes each of them as is. ``devices`` is per-device detail for
-    people (status ``ok``/``sleeping``/``unreachable``/``fault``, polls ok/failed,
+    people (status ``ok``/``sleeping``/``unreachable``/``fault``/``wrong_device``, polls ok/failed,
     Modbus requests per poll); it is not written to InfluxDB.
     """
     unknown = [k for k in metrics if k not in AGENT.fields_by_name]

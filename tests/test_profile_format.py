@@ -17,13 +17,13 @@ from agent.devices.profile import (
     sunspec_event_bits,
 )
 from agent.devices.sunspec_models import model_def
-from agent.schema import MPPT, READING_MEASUREMENT
+from agent.schema import READING_MEASUREMENT
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "agent" / "devices" / "profiles"
 
 
 def test_the_four_families_are_shipped() -> None:
-    assert available_profiles() == ["huawei_sun2000", "sdm120", "sdm630", "sungrow_sg"]
+    assert available_profiles() == ["huawei_sun2000", "sdm120", "sdm630", "sungrow_sg", "sungrow_sh"]
     assert sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")) == available_profiles()
 
 
@@ -32,9 +32,8 @@ def test_every_profile_loads_and_maps_only_schema_fields(name: str) -> None:
     profile = load_profile(name)
     assert profile.name == name
     assert profile.metadata.documentation.url.startswith("http")
-    kind_fields = READING_MEASUREMENT[profile.kind].fields_by_name
     for reg in profile.registers:
-        fields = MPPT.fields_by_name if reg.string is not None else kind_fields
+        fields = READING_MEASUREMENT[reg.reading_kind or profile.kind].fields_by_name
         assert reg.field in fields, f"{name}: {reg.name} -> {reg.field}"
         assert fields[reg.field].type == "float"
     # the same file through the path loader gives the same profile
@@ -153,7 +152,7 @@ def test_name_key_top_level_and_yaml_errors(tmp_path: Path) -> None:
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     with pytest.raises(ProfileError) as info:
         load_profile("fronius_magic")
-    assert "huawei_sun2000, sdm120, sdm630, sungrow_sg" in str(info.value)
+    assert "huawei_sun2000, sdm120, sdm630, sungrow_sg, sungrow_sh" in str(info.value)
 
 
 def test_profiles_folder_readme_documents_every_key() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
-from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError
+from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError, WrongDevice
 from agent.modbus.plan import RegisterBlock
 from agent.modbus.types import RegisterReader
 from agent.schema import STATE_FAULT, STATE_OFF, STATE_SLEEPING, Event, LinkStatus, Reading
@@ -28,11 +28,16 @@ from agent.sun import is_daylight
 
 log = logging.getLogger(__name__)
 
-LIFETIME_COUNTERS: frozenset[str] = frozenset({"ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh"})
+LIFETIME_COUNTERS: frozenset[str] = frozenset({
+    "ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh", "energy_charge_wh", "energy_discharge_wh",
+})
 """Fields that only ever grow: a decrease is a glitch (or a replaced device), never energy."""
 
 _COUNTER_ORDER: tuple[str, ...] = tuple(sorted(LIFETIME_COUNTERS))
 """The counters in a fixed order: a reading is checked for these few names, not each of its fields."""
+
+BOUNDED_KINDS: frozenset[str] = frozenset({"inverter", "mppt"})
+"""Readings whose counters the device's rated power bounds (a hybrid's meter and battery readings are not)."""
 
 COUNTER_RESET_CONFIRMATIONS = 30
 """Consecutive lower-but-growing readings after which a counter reset (device replaced) is accepted."""
@@ -127,8 +132,11 @@ class CounterGuard:
         self.device = device
         self.max_power_w = max_power_w
         self._state: dict[tuple[str, str | None], _CounterState] = {}
+        self._bounded = True
 
     def _plausible(self, old: float, old_ts: int, value: float, ts: int) -> bool:
+        if not self._bounded:
+            return True
         power = self.max_power_w()
         if not power:
             return True
@@ -137,6 +145,8 @@ class CounterGuard:
 
     def filter(self, reading: Reading) -> None:
         fields = reading.fields
+        # Rated power bounds what an inverter produces, not what its site imports or its battery stores.
+        self._bounded = reading.kind in BOUNDED_KINDS
         for name in _COUNTER_ORDER:
             if name not in fields:
                 continue
@@ -255,6 +265,12 @@ class DevicePoller:
         except (TransportError, DeviceBusy) as exc:
             self._on_no_answer(now, exc)
             return None
+        except WrongDevice as exc:
+            # Not the device its driver describes: never poll it with that map. Look again
+            # every MAX_BACKOFF_S (the device may be replaced), one log line per change.
+            self._on_failure(now, exc, "wrong_device")
+            self._next_attempt = now + MAX_BACKOFF_S - 0.5
+            return None
         except (IllegalAddress, DecodeError) as exc:
             # The layout changed under us (firmware update, another device at that address): rediscover.
             self.identity = None
@@ -336,7 +352,7 @@ class DevicePoller:
 
     def _on_failure(self, now: float, exc: TerrilError, status: LinkStatus) -> None:
         self._failures += 1
-        if status == "unreachable":
+        if status in ("unreachable", "wrong_device"):
             self.stats.polls_failed += 1
         self.stats.last_error = str(exc)
         self._set_status(status, str(exc))
@@ -349,7 +365,7 @@ class DevicePoller:
         if status == previous:
             return
         self.stats.status = status
-        level = logging.WARNING if status in ("unreachable", "fault") else logging.INFO
+        level = logging.WARNING if status in ("unreachable", "fault", "wrong_device") else logging.INFO
         if previous is None and status == "ok":
             log.info("%s: polling", self.name)
         elif status == "sleeping":
