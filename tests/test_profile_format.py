@@ -104,6 +104,15 @@ BROKEN = [
     ("defaults.max_registers", 200, "defaults.max_registers: Input should be less than or equal to 125"),
     ("registers", [], "registers: Tuple should have at least 1 item"),
     ("identity.rated_power_w.type", "str", "identity.rated_power_w.type: rated power is a number"),
+    ("identify.prefixes", [], "identify: give values, prefixes or refuse"),
+    ("identify.values", {1: "x"}, "identify.values: a str register is matched by prefixes"),
+    ("identify.register.length", _DELETE, "identify.register.length: a str value needs its length"),
+    ("registers.5.measurement", "battery", "registers[5].field: 'ac_voltage_an_v' is not a field of battery"),
+    ("registers.0.measurement", "meter", "registers[0]: give either string (an MPPT input) or measurement"),
+    ("registers.5.direction", {"name": "s", "address": 32089, "type": "i16", "negative_bit": 1},
+     "registers[5].direction.type: a status bit field is unsigned"),
+    ("registers.5.direction", {"name": "s", "address": 32089, "type": "u16", "negative_bit": 16},
+     "registers[5].direction.negative_bit: a u16 has bits 0..15"),
 ]
 
 
@@ -157,5 +166,6 @@ def test_unknown_profile_name_lists_the_shipped_ones() -> None:
 
 def test_profiles_folder_readme_documents_every_key() -> None:
     readme = (PROFILES_DIR / "README.md").read_text(encoding="utf-8")
-    for key in ("address_base", "max_gap", "word_order", "sentinels", "combine", "sign", "string", "sunspec", "scale"):
+    for key in ("address_base", "max_gap", "word_order", "sentinels", "combine", "sign", "string", "sunspec", "scale",
+                "identify", "prefixes", "refuse", "missing", "measurement", "direction", "negative_bit"):
         assert f"`{key}`" in readme, key
