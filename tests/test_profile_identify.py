@@ -12,9 +12,13 @@ reports ``wrong_device`` in health; nothing raises.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
+from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.devices import identify
 from agent.devices.profile import encode_value, load_profile
@@ -26,6 +30,7 @@ from agent.modbus.pool import LinkPool
 from tests.test_modbus_support import Traffic
 from tests.test_profile_images import Image, expected_values, identify_as, profile_image
 from tests.test_profile_server import _fill, _serve
+from tests.test_tools import _run
 
 # unit id -> (family, the profile that describes it, what its identification register holds)
 FAMILIES: dict[int, tuple[str, str, int | float | str | None]] = {
@@ -185,3 +190,49 @@ def test_wrong_device_is_an_error_the_caller_can_name() -> None:
 
     asyncio.run(scenario())
     assert MAX_BACKOFF_S >= 60
+
+
+class _ServerThread:
+    """A pymodbus server with family images, on its own event loop, for the CLI (a subprocess) to reach."""
+
+    def __init__(self, images: dict[int, Image]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server, self.port = asyncio.run_coroutine_threadsafe(_serve({}, Traffic(), images), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_terril_read_and_scan_name_the_profile_that_fits(tmp_path: Path) -> None:
+    server = _ServerThread({13: family_image("sungrow_sh", 0x0E12)})
+    try:
+        config = {
+            "site": {"slug": "toit-citoyen", "name": "Toit", "peak_power_w": 8000, "latitude": 50.457,
+                     "longitude": 2.793},
+            "broker": {"host": "127.0.0.1", "port": 1, "username": "toit-citoyen", "password": "never-printed"},
+            "devices": [{"name": "onduleur", "kind": "inverter", "driver": "sungrow_sg", "unit": 13,
+                         "transport": {"type": "tcp", "host": "127.0.0.1", "port": server.port}}],
+            "spool": {"path": str(tmp_path / "spool.db")},
+        }
+        path = tmp_path / "agent.yaml"
+        path.write_text(yaml.safe_dump(config))
+        read = _run("read", "-c", str(path), "--json")
+        scan = _run("scan", f"127.0.0.1:{server.port}", "--unit", "13", "--timeout", "1", "--json")
+        human = _run("scan", f"127.0.0.1:{server.port}", "--unit", "13", "--timeout", "1")
+    finally:
+        server.close()
+    assert read.returncode == 1
+    assert "Traceback" not in read.stderr
+    assert ("onduleur: wrong_device: Device type code 0x0E12 (SH8.0RT-20): not a device of profile 'sungrow_sg' "
+            "(Sungrow); profile 'sungrow_sh' fits it: set driver: sungrow_sh") in read.stderr, read.stderr
+    assert json.loads(read.stdout)["readings"] == []  # nothing decoded with the wrong map
+    assert scan.returncode == 0, scan.stderr
+    (entry,) = json.loads(scan.stdout)
+    assert entry["profiles"] == [{"driver": "sungrow_sh", "model": "SH8.0RT-20",
+                                  "found": "Device type code 0x0E12 (SH8.0RT-20)"}]
+    assert "driver: sungrow_sh" in human.stdout and human.returncode == 0
