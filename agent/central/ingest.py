@@ -159,6 +159,9 @@ class IngestStats:
     reconnects: int = 0
     retained_status_skipped: int = 0
     """Retained ``status`` copies the broker re-sent on (re)subscribe: acknowledged, not written."""
+    retained_not_stored: int = 0
+    """Other retained copies with nothing to store again (invalid, or without ``ts``): acknowledged,
+    neither written nor dead-lettered again (their live publication was)."""
     deadletters_refused: int = 0
     """Dead letters the broker refused (PUBACK reason code >= 0x80): originals left unacknowledged."""
     received: int = 0
@@ -473,8 +476,10 @@ class Ingest:
             "write_failures": s.write_failures,
             "backlog": s.backlog,
             "reconnects": s.reconnects,
+            "retained_not_stored": s.retained_not_stored,
             "influxdb": "down" if self._influx_down_since is not None else "up",
-            "healthy": self.healthy(),
+            # Healthy means data reaches InfluxDB, not only that the threads turn (the watchdog's test).
+            "healthy": self.healthy() and self._influx_down_since is None,
         }
 
     def publish_health(self) -> None:
@@ -636,9 +641,13 @@ class Ingest:
             self.stats.retained_status_skipped += 1
             return ()
         decoded = message_to_points(msg.topic, msg.payload, msg.received_ms, self.config.topic_root,
-                                    self.config.max_payload_bytes)
+                                    self.config.max_payload_bytes, retained=msg.retain)
         msg.site = decoded.site
-        msg.problems.extend(decoded.problems)
+        if msg.retain and decoded.problems:
+            # Re-sent on every (re)subscribe: dead-lettered when it was published live, not at each restart.
+            self.stats.retained_not_stored += 1
+        else:
+            msg.problems.extend(decoded.problems)
         msg.oldest_counter_ms = decoded.oldest_counter_ms
         return decoded.lines
 
