@@ -24,7 +24,7 @@ from agent.devices import identify
 from agent.devices.profile import encode_value, load_profile
 from agent.devices.profile_driver import ProfileDriver
 from agent.edge.poller import MAX_BACKOFF_S, DevicePoller, Site
-from agent.errors import WrongDevice
+from agent.errors import DeviceBusy, IllegalAddress, ModbusExceptionResponse, TransportError, WrongDevice
 from agent.modbus.backoff import Backoff
 from agent.modbus.pool import LinkPool
 from tests.test_modbus_support import Traffic
@@ -236,3 +236,28 @@ def test_terril_read_and_scan_name_the_profile_that_fits(tmp_path: Path) -> None
     assert entry["profiles"] == [{"driver": "sungrow_sh", "model": "SH8.0RT-20",
                                   "found": "Device type code 0x0E12 (SH8.0RT-20)"}]
     assert "driver: sungrow_sh" in human.stdout and human.returncode == 0
+
+
+class _Answering:
+    """A reader that answers every request with one Modbus outcome (the codes come from agent.errors)."""
+
+    requests = 0
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def read(self, table: str, address: int, count: int) -> list[int]:
+        self.requests += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "outcome"), [
+    (IllegalAddress("illegal data address"), WrongDevice),
+    (ModbusExceptionResponse("illegal function", 0x01), WrongDevice),
+    (ModbusExceptionResponse("slave device failure", 0x04), ModbusExceptionResponse),  # a hiccup, not an identity
+    (DeviceBusy("busy"), DeviceBusy),
+    (TransportError("timeout"), TransportError),
+])
+def test_only_a_missing_register_counts_as_an_answer(error: Exception, outcome: type[Exception]) -> None:
+    with pytest.raises(outcome):
+        asyncio.run(identify.check(load_profile("sungrow_sg"), _Answering(error)))  # type: ignore[arg-type]

@@ -23,6 +23,9 @@ from agent.errors import DeviceBusy, IllegalAddress, ModbusExceptionResponse, Tr
 from agent.modbus.plan import Table
 from agent.modbus.types import RegisterReader
 
+ILLEGAL_FUNCTION = 0x01
+"""Modbus exception code of a device without that register table at all."""
+
 MAX_SHOWN_CHARS = 40
 """A model name read from a device is shown at most this long (it is device-supplied text)."""
 
@@ -155,7 +158,9 @@ def refusal_message(profile: Profile, verdict: Verdict, value: int | float | str
 async def read_identity(profile: Profile, reader: RegisterReader) -> int | float | str | None:
     """The raw answer to *profile*'s identification register; None when refused, empty or a sentinel.
 
-    A transport error or a busy device propagates: silence says nothing about identity.
+    A transport error, a busy device or a device failure (exception 0x04) propagates:
+    silence or a hiccup says nothing about identity. Only "illegal address" and
+    "illegal function" mean the device has no such register.
     """
     guard = profile.identify
     if guard is None:
@@ -163,8 +168,12 @@ async def read_identity(profile: Profile, reader: RegisterReader) -> int | float
     register = guard.code_register
     try:
         words = await reader.read(profile.table_of(register), profile.wire_address(register), register.count)
-    except (IllegalAddress, ModbusExceptionResponse):
+    except IllegalAddress:
         return None
+    except ModbusExceptionResponse as exc:
+        if exc.code == ILLEGAL_FUNCTION:
+            return None
+        raise
     return profile.decode(register, words)
 
 
