@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
 from agent.errors import ConfigError
 
 EXIT_INVALID = 2

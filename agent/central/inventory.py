@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from agent.config import _fail, _fail_many, read_yaml, translate_errors
+from agent.edge.config import _fail, _fail_many, read_yaml, translate_errors
 from agent.errors import ConfigError
 from agent.schema import SLUG_PATTERN
 

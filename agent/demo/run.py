@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from agent.central.config import IngestConfig, load_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnavailable
 from agent.central.rollup import day_start_ms, today_in
-from agent.config import load_agent_config
+from agent.edge.config import load_agent_config
 from agent.demo import services
 from agent.demo.services import Child, Children, DemoError
 from agent.demo.summary import TownSummary, collect, render

@@ -42,13 +42,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent.devices.registry import SUNSPEC_DRIVER
 from agent.errors import ConfigError
 from agent.schema import SLUG_RE, TOPIC_ROOT, Topics
 
-PROFILES_DIR = Path(__file__).parent / "devices" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "devices" / "profiles"
 """Where YAML register profiles live; a device's ``driver`` names one of them (or ``sunspec``)."""
 
-SUNSPEC_DRIVER = "sunspec"
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_SPOOL_FILE = Path("/var/lib/terril/spool.db")
 
