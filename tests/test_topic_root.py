@@ -17,7 +17,7 @@ from agent.central.config import parse_ingest_config
 from agent.central.validate import message_to_points
 from agent.edge.config import parse_agent_config
 from agent.errors import ConfigError
-from agent.schema import TOPIC_KINDS, Topics, is_topic_root, parse_topic
+from agent.schema import TOPIC_KINDS, is_topic_root, parse_topic
 from tests.fixtures.influx import InfluxServer
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.ingest_support import (

@@ -19,6 +19,7 @@ from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES
 from agent.configerrors import fail, fail_many, show, validate_model
 from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.errors import ConfigError
+from agent.public.config import PublicConfig
 from agent.schema import TOPIC_ROOT, TOPIC_ROOT_RE
 
 
@@ -215,6 +216,8 @@ class IngestConfig(_Strict):
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influxdb: InfluxConfig
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    public: PublicConfig | None = None
+    """The public static site (agent.public): built by the ingest every ``public.every`` seconds."""
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
     """One or more topic levels, the same as the agents' ``broker.topic_root`` (one rule: ``agent.schema``)."""
