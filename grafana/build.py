@@ -35,8 +35,8 @@ from agent.schema import (
     MPPT,
     SITE_INFO,
     STATE_FAULT,
-    TERRITORY_BALANCE,
     STATE_NAMES,
+    TERRITORY_BALANCE,
     TERRITORY_SITE,
 )
 
