@@ -71,7 +71,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.central.config import IngestConfig
-from agent.central.ingest.batching import IDLE_FLUSH_S, Batch, LateData, Message
+from agent.central.ingest.batching import BATCH_MAX_BYTES, IDLE_FLUSH_S, Batch, Inbox, LateData, Message
 from agent.central.ingest.deadletters import DeadLetters
 from agent.central.ingest.session import BrokerSession
 from agent.central.ingest.stats import IngestStats
@@ -103,7 +103,7 @@ class Ingest:
         self.writer = writer if writer is not None else make_writer(config.influxdb)
         self.stats = IngestStats()
         self.client_id = config.subscription.client_id
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._inbox = Inbox(config.subscription.max_queue_bytes, self.stats)
         self.notifier = SystemdNotifier()
         self.session = BrokerSession(config, self.stats, self._inbox, self.notifier)
         self.subscribed = self.session.subscribed
@@ -120,6 +120,12 @@ class Ingest:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self.run_rollup, "interval", seconds=config.rollup.every, id="rollup",
                                max_instances=1, coalesce=True, misfire_grace_time=config.rollup.every)
+        if config.public is not None:  # the public static site (agent.public), first built at start
+            from agent.public.schedule import PublicSiteJob
+
+            self.scheduler.add_job(PublicSiteJob(config), "interval", seconds=config.public.every, id="public",
+                                   max_instances=1, coalesce=True, misfire_grace_time=config.public.every,
+                                   next_run_time=datetime.now().astimezone())
         self._loop_beat = self._write_beat = time.monotonic()
         """When the decode loop / the writer thread last proved they turn (monotonic s); read by the watchdog."""
         self._writer_thread: threading.Thread | None = None
@@ -163,6 +169,8 @@ class Ingest:
             "backlog": s.backlog,
             "reconnects": s.reconnects,
             "retained_not_stored": s.retained_not_stored,
+            "shed_qos0": s.shed_qos0,
+            "held_bytes": self._inbox.held_bytes,
             "influxdb": "down" if self._influx_down_since is not None else "up",
             # Healthy means data reaches InfluxDB, not only that the threads turn (the watchdog's test).
             "healthy": self.healthy() and self._influx_down_since is None,
@@ -273,7 +281,7 @@ class Ingest:
             else:
                 wait = 0.5
             try:
-                msg = self._inbox.get(timeout=wait)
+                msg = self._inbox.get(wait)
             except queue.Empty:
                 msg = None
             if msg is not None:
@@ -284,6 +292,7 @@ class Ingest:
                 batch.add(msg, self._decode(msg))
             due = bool(batch.messages) and (
                 len(batch.lines) >= cfg.max_points
+                or batch.bytes >= BATCH_MAX_BYTES
                 # the broker sends nothing more until some of these are acknowledged:
                 or len(batch.messages) + handed_over - self.stats.settled >= window
                 or now >= first_at + cfg.max_delay
@@ -380,8 +389,8 @@ class Ingest:
             for msg in batch.messages:
                 if not msg.problems:
                     self.session.ack(msg)
-            self.stats.settled += len(batch.messages)
-            return
-        for msg in batch.messages:
-            self.session.ack(msg)
+        else:
+            for msg in batch.messages:
+                self.session.ack(msg)
         self.stats.settled += len(batch.messages)
+        self._inbox.release(batch.messages)
