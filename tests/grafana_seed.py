@@ -136,6 +136,10 @@ class SiteSim:
     longitude: float = 2.83
 
 
+BATTERY_AT = ("ecole-jaures", "onduleur-2")
+"""A hybrid inverter with a battery (power and state of charge only: no counters, so the rollups are unchanged)."""
+
+
 def _t(d: int, h: int, m: int = 0) -> datetime:
     return datetime(2024, 10, d, h, m, tzinfo=PARIS)
 
@@ -315,6 +319,10 @@ def _sim_site(site: SiteSim, town: Town) -> None:
                 }
                 town.lines.append(make_point("inverter", {"site": site.slug, "device": inv.device},
                                              fields, ts).to_line())
+                if (site.slug, inv.device) == BATTERY_AT:  # charges with a tenth of the production, else discharges
+                    town.lines.append(make_point("battery", {"site": site.slug, "device": inv.device}, {
+                        "power_w": round(-p / 10, 3) if p > 0 else 800.0,
+                        "state_of_charge": 0.8 if p > 0 else 0.3}, ts).to_line())
                 for s in inv.strings:
                     sp = 0.0 if s == inv.dead_string else (dc / (len(inv.strings) - (1 if inv.dead_string else 0)))
                     town.lines.append(make_point("mppt", {"site": site.slug, "device": inv.device, "string": s}, {

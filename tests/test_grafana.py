@@ -581,3 +581,17 @@ def test_datasource_variants_keep_uids_and_influxql(name: str) -> None:
     for ds in by_uid.values():
         assert ds["jsonData"]["version"] == "InfluxQL" and ds["jsonData"]["httpHeaderName1"] == "Authorization"
         assert "${TERRIL_INFLUX" in ds["secureJsonData"]["httpHeaderValue1"]
+
+
+def test_building_battery_panels_show_the_selected_hybrids_battery(influx: InfluxServer) -> None:
+    """Charging (negative) by day, discharging (positive) at night, state of charge as a ratio; another
+    inverter of the same site has no battery and its panels stay empty."""
+    dash, p = find_panel("building", "Battery power")
+    values = [v for vals in to_series(run_panel(influx, dash, p, p["targets"][0])).values() for v in vals
+              if v is not None]
+    assert min(values) < 0 < max(values)
+    dash, p = find_panel("building", "Battery state of charge")
+    soc = [v for vals in to_series(run_panel(influx, dash, p, p["targets"][0])).values() for v in vals if v is not None]
+    assert soc and all(0.3 <= v <= 0.8 for v in soc)
+    other = run_panel(influx, dash, p, p["targets"][0], variables={"site": "ecole-jaures", "device": "ecole-ond1"})
+    assert not has_data(other)

@@ -37,6 +37,7 @@ from tests import public_town as town
 from tests.fixtures.influx import InfluxServer
 
 DB = "terril"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

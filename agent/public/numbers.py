@@ -12,6 +12,7 @@ Every function returns text with its unit: a bare number never reaches a page.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date, datetime
 from typing import Literal
@@ -137,6 +138,7 @@ MONTHS_SHORT = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def format_date(day: date, lang: Lang) -> str:
     """``30 novembre 2026`` / ``30 November 2026`` (1er for the first of the month in French)."""
     month = MONTHS[lang][day.month - 1]
@@ -145,6 +147,7 @@ def format_date(day: date, lang: Lang) -> str:
     return f"{day.day}{NBSP}{month} {day.year}"
 
 
+@functools.lru_cache(maxsize=1024)
 def format_month_year(day: date, lang: Lang) -> str:
     """``mars 2024`` / ``March 2024``."""
     return f"{MONTHS[lang][day.month - 1]} {day.year}"
@@ -157,6 +160,7 @@ def format_datetime(moment: datetime, lang: Lang) -> str:
     return f"{format_date(moment.date(), lang)} at {moment.hour:02d}:{moment.minute:02d}"
 
 
+@functools.lru_cache(maxsize=1024)
 def format_short_day(day: date, lang: Lang) -> str:
     """Axis label: ``30/11`` (FR), ``30 Nov`` (EN)."""
     if lang == "fr":

@@ -14,7 +14,6 @@ when a connection has lasted :data:`STABLE_CONNECTION_S`.
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
@@ -27,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.central.config import IngestConfig
-from agent.central.ingest.batching import Message
+from agent.central.ingest.batching import Inbox, Message
 from agent.central.ingest.deadletters import DEFAULT_MAX_PACKET_BYTES
 from agent.central.ingest.stats import IngestStats
 from agent.schema import TOPIC_KINDS
@@ -48,11 +47,11 @@ def subscription_topics(root: str, group: str) -> list[str]:
 class BrokerSession:
     """paho's client and what the ingest must know about its connection.
 
-    paho's network thread runs the callbacks: it only queues received messages
-    on *inbox*, counts, and records PUBACK reason codes.
+    paho's network thread runs the callbacks: it only offers received messages
+    to *inbox* (bounded in bytes), counts, and records PUBACK reason codes.
     """
 
-    def __init__(self, config: IngestConfig, stats: IngestStats, inbox: queue.Queue[Message],
+    def __init__(self, config: IngestConfig, stats: IngestStats, inbox: Inbox,
                  notifier: SystemdNotifier) -> None:
         self.config = config
         self.stats = stats
@@ -200,9 +199,9 @@ class BrokerSession:
             return self._puback.pop(mid, None)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self.stats.received += 1
-        self._inbox.put(Message(self.generation, message.mid, message.qos, message.topic,
-                                bytes(message.payload), int(time.time() * 1000), bool(message.retain)))
+        if self._inbox.offer(Message(self.generation, message.mid, message.qos, message.topic,
+                                     bytes(message.payload), int(time.time() * 1000), bool(message.retain))):
+            self.stats.received += 1
 
     def ack(self, msg: Message) -> None:
         if msg.qos == 0:
