@@ -408,7 +408,7 @@ def energy_positive() -> dict[str, Any]:
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/M"),
         panel(L, "stat", "Consumption this month (metered buildings)", "Month-to-date consumption of the metered "
-              "municipal buildings: production + import - export.", "watth",
+              "municipal buildings: production + import - export + battery discharge - battery charge.", "watth",
               [target("A", f'SELECT sum("consumption_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/M"),
         panel(L, "stat", "Energy-positive share this year", "Year-to-date production divided by the territory's "

@@ -62,7 +62,7 @@ PLAN_TABLE = [
     ("huawei_sun2000", None, 4, 35),
     ("huawei_sun2000", 8, 7, 32),
     ("sungrow_sg", None, 1, 35),
-    ("sungrow_sh", None, 3, 66),  # 5008-5021, 5033-5036, 13000-13046
+    ("sungrow_sh", None, 3, 65),  # 5008-5021, 5033-5035, 13000-13046
 ]
 
 

@@ -261,3 +261,27 @@ class _Answering:
 def test_only_a_missing_register_counts_as_an_answer(error: Exception, outcome: type[Exception]) -> None:
     with pytest.raises(outcome):
         asyncio.run(identify.check(load_profile("sungrow_sg"), _Answering(error)))  # type: ignore[arg-type]
+
+
+def test_check_config_warns_when_a_hybrid_and_a_meter_may_count_the_grid_twice(tmp_path: Path) -> None:
+    from agent.config_cli import agent_summary
+    from agent.edge.config import load_agent_config
+
+    transport = {"type": "tcp", "host": "192.168.1.50", "port": 502}
+    config = {
+        "site": {"slug": "toit-citoyen", "name": "Toit", "peak_power_w": 8000, "latitude": 50.457,
+                 "longitude": 2.793},
+        "broker": {"host": "mqtt.example.org", "username": "toit-citoyen", "password": "x"},
+        "devices": [{"name": "onduleur", "kind": "inverter", "driver": "sungrow_sh", "unit": 1,
+                     "transport": transport}],
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert not [line for line in agent_summary(load_agent_config(path)) if line.startswith("warning")]
+    config["devices"].append({"name": "compteur", "kind": "meter", "driver": "sdm630", "unit": 2,  # type: ignore[attr-defined]
+                              "transport": transport})
+    path.write_text(yaml.safe_dump(config))
+    warnings = [line for line in agent_summary(load_agent_config(path)) if line.startswith("warning")]
+    assert warnings == ["warning: devices[0] (onduleur, driver sungrow_sh) publishes the grid meter wired to it, "
+                        "and devices[1] (compteur) is a meter too: if both measure the grid connection, the site's "
+                        "import and export are counted twice in the daily energy; keep one"]
