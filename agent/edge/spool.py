@@ -184,12 +184,12 @@ class Spool:
         self._busy_timeout_s = busy_timeout_s
         self._before_check = before_check
         self.checked = False
+        """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
         self.instance = ""
         """This spool file's random id (made with the file): the agent puts it in its message ids,
         so an acknowledgement meant for another spool file never deletes this one's rows."""
         self._held: set[int] = set()
         """Row ids in flight (see ``hold``)."""
-        """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None
         """Where a corrupt spool file was moved at open, if it was."""
