@@ -161,7 +161,9 @@ def ack_payload(site: str, ids: list[str]) -> dict[str, Any]:
     return {"v": SCHEMA_VERSION, "site": site, "ids": ids}
 
 
-def ingest_status_payload(client_id: str, online: bool, session: Literal["new", "resumed"] | None = None) -> dict[str, Any]:
+def ingest_status_payload(
+    client_id: str, online: bool, session: Literal["new", "resumed"] | None = None
+) -> dict[str, Any]:
     """The retained ``<root>/_ingest/<client_id>/status`` payload (the last will is the ``offline`` one).
 
     ``session`` is ``new`` when the broker had no session for this instance at its (re)connection:

@@ -40,13 +40,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml  # noqa: E402
+import yaml
 
-from tests.fixtures.influx import InfluxServer  # noqa: E402
-from tests.fixtures.modbus_servers import DEFAULT_UNITS, _config, _start  # noqa: E402
-from tests.fixtures.mosquitto import MosquittoBroker, Subscriber  # noqa: E402
-from tests.fixtures.ports import free_port, stop_process  # noqa: E402
-from tests.ingest_support import DB, ingest_config_dict, write_config  # noqa: E402
+from tests.fixtures.influx import InfluxServer
+from tests.fixtures.modbus_servers import DEFAULT_UNITS, _config, _start
+from tests.fixtures.mosquitto import MosquittoBroker, Subscriber
+from tests.fixtures.ports import free_port, stop_process
+from tests.ingest_support import DB, ingest_config_dict, write_config
 
 TERRIL = str(Path(sys.executable).with_name("terril"))
 SPOOLED = re.compile(r"spooled (\S+) ts=(\d+)")
