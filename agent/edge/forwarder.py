@@ -110,6 +110,10 @@ class _LivePoll:
     readings: list[tuple[int, str]] = field(default_factory=list)
     events: list[tuple[int, str]] = field(default_factory=list)
 
+    @property
+    def first_id(self) -> int:
+        return min(rows[0][0] for rows in (self.readings, self.events) if rows)
+
 
 def _envelope(site: str) -> tuple[str, str]:
     """The ``readings`` payload around its list of readings, split where the readings go."""
@@ -156,6 +160,10 @@ class Forwarder:
         self.retry_refused_s = retry_refused_s
         self.max_backlog_bytes = max_backlog_bytes
         self._live: deque[_LivePoll] = deque(maxlen=live_polls_kept)
+        self._handover = threading.Lock()
+        """Held while a poll is spooled and queued for the live lane, and while the backlog lane fetches:
+        the backlog lane leaves the rows of queued live polls to the live lane (else a row could go out
+        twice: once by each lane, the second after the first's PUBACK)."""
         self._completions: deque[tuple[list[int], PublishResult, bool, int, int]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -230,12 +238,13 @@ class Forwarder:
         items += [SpoolItem("events", e.ts, encode_json(e.to_payload(self.topics.site))) for e in events]
         if not items:
             return
-        ids = self.spool.append(items)
-        poll = _LivePoll()
-        for row_id, item in zip(ids, items, strict=False):
-            text = item.payload if isinstance(item.payload, str) else encode_json(item.payload)
-            (poll.readings if item.kind == "readings" else poll.events).append((row_id, text))
-        self._live.append(poll)
+        with self._handover:  # the backlog lane never sees these rows before the live lane has them
+            ids = self.spool.append(items)
+            poll = _LivePoll()
+            for row_id, item in zip(ids, items, strict=False):
+                text = item.payload if isinstance(item.payload, str) else encode_json(item.payload)
+                (poll.readings if item.kind == "readings" else poll.events).append((row_id, text))
+            self._live.append(poll)
         self._wake.set()
 
     def start(self) -> None:
@@ -479,7 +488,11 @@ class Forwarder:
                     continue
             if fetched:
                 return True
-            rows = self.spool.oldest(self.batch_size, after_id=self._cursor)
+            with self._handover:
+                rows = self.spool.oldest(self.batch_size, after_id=self._cursor)
+                floor = self._live[0].first_id if self._live else None
+            if floor is not None:
+                rows = [r for r in rows if r.id < floor]  # queued for the live lane: it sends them
             if not rows:
                 return False
             self._cursor = rows[-1].id
