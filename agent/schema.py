@@ -257,8 +257,53 @@ ENERGY_DAILY = MeasurementSpec(
     "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
 )
 
+SITE_DEVICE = "_site"
+"""``device`` tag value of a whole site's row in ``performance_daily``."""
+
+PERFORMANCE_DAILY = MeasurementSpec(
+    "performance_daily",
+    ("site", "device"),
+    (
+        _f("energy_wh", "Wh", "AC energy produced during the local day (lifetime counters)"),
+        _f("peak_power_w", "W", "peak power of the arrays the inverter (or site) feeds, from the inventory"),
+        _f("yield_kwh_per_kwp", "kWh/kWp", "specific yield: energy / peak power"),
+        _f("expected_clear_sky_wh", "Wh", "expected AC energy under a clear sky (pvlib model of the arrays)"),
+        _f("clear_sky_ratio", "", "energy / expected clear-sky energy"),
+        _f("performance_index", "", "clear-sky ratio / median clear-sky ratio of the peers (same commune)"),
+        _f("peers_clear_sky_ratio", "", "median clear-sky ratio of the peers that day (>= 0.4: a sunny day)"),
+        _i("peers", "", "number of peers the index was computed against"),
+        _i("underperforming", "", "1 when the index stayed low on 3 of the 5 most recent sunny days"),
+        _i("underperforming_since", "YYYYMMDD", "first low sunny day of the current underperformance"),
+    ),
+    "yield analytics per inverter and per site (device=_site), local-day buckets",
+)
+
+STRING_DAILY = MeasurementSpec(
+    "string_daily",
+    ("site", "device", "string"),
+    (
+        _f("energy_wh", "Wh", "DC energy of the MPPT string during the local day"),
+        _f("siblings_median_wh", "Wh", "median daily energy of the inverter's other strings (scaled to this one)"),
+        _f("sibling_ratio", "", "energy / siblings' median (per kWp when the strings' peak powers are known)"),
+        _i("failing", "", "1 when the string was far below its siblings on its inverter's 2 last sunny days"),
+    ),
+    "MPPT string comparison per local day",
+)
+
+TECHNOLOGY_DAILY = MeasurementSpec(
+    "technology_daily",
+    ("technology",),
+    (
+        _f("energy_wh", "Wh", "AC energy of the arrays of that technology during the local day"),
+        _f("peak_power_w", "W", "peak power of those arrays"),
+        _f("yield_kwh_per_kwp", "kWh/kWp", "specific yield of the technology that day"),
+    ),
+    "specific yield per module technology (the inventory's free text), local-day buckets",
+)
+
 MEASUREMENTS: dict[str, MeasurementSpec] = {
-    m.name: m for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
+    m.name: m for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY, PERFORMANCE_DAILY,
+                        STRING_DAILY, TECHNOLOGY_DAILY)
 }
 
 READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}

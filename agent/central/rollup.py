@@ -266,15 +266,16 @@ def attribute_to_days(window: CounterWindow, days: Sequence[LocalDay], max_gap_m
 
 # --------------------------------------------------------------------------- queries
 
-SeriesKey = tuple[str, str]
-"""(site, device)"""
+SeriesKey = tuple[str, ...]
+"""(site, device); (site, device, string) for MPPT strings"""
+DEVICE_TAGS = ("site", "device")
 
 
-def _series_key(s: Series) -> SeriesKey | None:
-    site, device = s.tags.get("site", ""), s.tags.get("device", "")
-    if not is_slug(site) or not is_slug(device):
+def _series_key(s: Series, tags: tuple[str, ...] = DEVICE_TAGS) -> SeriesKey | None:
+    key = tuple(s.tags.get(t, "") for t in tags)
+    if not all(is_slug(v) for v in key):
         return None  # not written by terril's ingest (which validates slugs)
-    return site, device
+    return key
 
 
 def _samples(s: Series) -> list[Sample]:
@@ -291,12 +292,13 @@ def _where_time(start_ms: int, end_ms: int) -> str:
 
 
 def _fetch_counter(
-    client: QueryClient, counter: CounterSpec, days: Sequence[LocalDay], max_gap_ms: int
+    client: QueryClient, counter: CounterSpec, days: Sequence[LocalDay], max_gap_ms: int,
+    tags: tuple[str, ...] = DEVICE_TAGS,
 ) -> dict[SeriesKey, CounterWindow]:
-    """One round of statements for one counter field over consecutive days."""
+    """One round of statements for one counter field over consecutive days, per series of *tags*."""
     m, f = quote_ident(counter.measurement), quote_ident(counter.field)
     start, end = days[0].start_ms, days[-1].end_ms
-    group = "GROUP BY site, device"
+    group = "GROUP BY " + ", ".join(tags)
     statements = [
         f"SELECT last({f}) FROM {m} WHERE {_where_time(start - max_gap_ms, start)} {group}",
         f"SELECT first({f}) FROM {m} WHERE {_where_time(end, end + max_gap_ms)} {group}",
@@ -313,7 +315,7 @@ def _fetch_counter(
     def each(result: list[Series]) -> list[tuple[CounterWindow, list[Sample], SeriesKey]]:
         rows = []
         for s in result:
-            key = _series_key(s)
+            key = _series_key(s, tags)
             if key is not None:
                 rows.append((windows.setdefault(key, CounterWindow()), _samples(s), key))
         return rows
@@ -340,9 +342,9 @@ def _fetch_counter(
             first, last = w.firsts.get(i), w.lasts.get(i)
             if first is None or last is None or not any(first[0] < t <= last[0] for t in times):
                 continue
-            site, device = key
+            where_series = " AND ".join(f"{quote_ident(t)} = {quote_string(v)}" for t, v in zip(tags, key, strict=True))
             raw_statements.append(
-                f"SELECT {f} FROM {m} WHERE site = {quote_string(site)} AND device = {quote_string(device)} "
+                f"SELECT {f} FROM {m} WHERE {where_series} "
                 f"AND time >= {time_ms(first[0])} AND time <= {time_ms(last[0])}"
             )
             raw_targets.append((w, i))
