@@ -478,6 +478,8 @@ class Rollup:
     reference_wh_per_year: float | None = None
     days_back: int = 1
     max_gap: timedelta = DEFAULT_MAX_GAP
+    performance: Callable[[date, date], int] | None = None
+    """Yield analytics of complete days (``agent.central.performance.daily.PerformanceJob``), if configured."""
     failing: bool = field(default=False, init=False)
     _gaps_done: frozenset[tuple[str, str, str, int]] = field(default=frozenset(), init=False, repr=False)
     """Gaps (site, device, counter field, time of the reading before) already extended back to."""
@@ -499,6 +501,8 @@ class Rollup:
         written = run_rollup(self.client, self.write, first, today, self.timezone, self.reference_wh_per_year,
                              max_gap=self.max_gap)
         self._gaps_done = gaps
+        if self.performance is not None:
+            written += self.performance(first, today - timedelta(days=1))
         return written
 
     def _long_gaps(self, first: date, today: date) -> tuple[date | None, frozenset[tuple[str, str, str, int]]]:
@@ -552,12 +556,16 @@ class Rollup:
 
         Without *write*, points go through ``/write`` of the same database.
         """
+        from agent.central.performance.daily import performance_job_for
+
         client = client_from_config(config.influxdb)
+        write = write or line_writer(client)
         return cls(
             client=client,
-            write=write or line_writer(client),
+            write=write,
             timezone=config.rollup.timezone,
             reference_wh_per_year=config.rollup.territory_consumption_wh_per_year,
+            performance=performance_job_for(config, client, write),
         )
 
 

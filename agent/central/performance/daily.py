@@ -323,3 +323,25 @@ class PerformanceJob:
         if until < since:
             return 0
         return self.run(since, until)
+
+
+def performance_job_for(config: Any, client: QueryClient, write: Writer,
+                        timezone: str | None = None) -> PerformanceJob | None:
+    """The analytics job for an ingest config, or None (one log line) when it cannot run.
+
+    It needs the inventory the config names (``inventory:``) and pvlib (the
+    ``central`` extra). Without them the energy rollups run as before.
+    """
+    if getattr(config, "inventory", None) is None:
+        return None
+    from agent.central.inventory import inventory_for
+
+    inventory = inventory_for(config)
+    if inventory is None:
+        return None
+    try:
+        import pvlib  # noqa: F401
+    except ImportError:
+        log.warning("yield analytics disabled: pvlib is not installed (pip install 'terril[central]')")
+        return None
+    return PerformanceJob(client, write, inventory, timezone or config.rollup.timezone)
