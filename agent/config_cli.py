@@ -93,17 +93,34 @@ def agent_summary(config: AgentConfig) -> list[str]:
         f"broker {broker.host}:{broker.port} ({tls}), user {broker.username or '(none)'}, {secret}, "
         f"client id {broker.client_id}, topics {config.topics.readings}"
     )
-    if broker.username is not None and broker.username != site.slug:
-        lines.append(
-            f"note: broker.username {broker.username!r} differs from site.slug {site.slug!r}; "
-            "the shipped Mosquitto ACL (pattern write terril/%u/#) will refuse this agent's messages"
-        )
+    lines += broker_identity_warnings(config)
     lines.append(f"{len(config.devices)} device{'s' if len(config.devices) != 1 else ''}:")
     for dev in config.devices:
         lines.append("  " + _device_line(dev))
     defaults = defaulted_keys(config)
     if defaults:
         lines.append("defaults used: " + ", ".join(defaults))
+    return lines
+
+
+def broker_identity_warnings(config: AgentConfig) -> list[str]:
+    """The central broker knows a site as user ``<slug>`` bound to client id ``terril-<slug>``
+    (``terril broker add-site``): say so when the file says otherwise (e.g. copied from another site)."""
+    site, broker = config.site, config.broker
+    lines = []
+    if broker.username is not None and broker.username != site.slug:
+        lines.append(
+            f"warning: broker.username {broker.username!r} differs from site.slug {site.slug!r}; "
+            f"`terril broker add-site {site.slug}` creates the account {site.slug!r}, which may publish only "
+            f"under {broker.topic_root}/{site.slug}/"
+        )
+    expected = f"terril-{site.slug}"
+    if "client_id" in broker.model_fields_set and broker.client_id != expected:
+        lines.append(
+            f"warning: broker.client_id {broker.client_id!r} is not {expected!r} (the default, to which "
+            "`terril broker add-site` binds the account); an agent of another site using the same client id "
+            "knocks this one offline. Remove the key unless the account was made with --client-id."
+        )
     return lines
 
 
