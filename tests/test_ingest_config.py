@@ -77,7 +77,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def _mosquitto_setting(name: str) -> int:
-    conf = (ROOT / "config" / "mosquitto" / "mosquitto.conf").read_text()
+    conf = (ROOT / "config" / "mosquitto" / "terril.conf").read_text()
     (value,) = [ln.split()[1] for ln in conf.splitlines() if ln.split()[:1] == [name]]
     return int(value)
 

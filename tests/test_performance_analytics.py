@@ -170,3 +170,30 @@ def test_plan_names_every_gap_and_keeps_what_it_can() -> None:
     assert "sites[1] (ecole): no latitude/longitude" in text
     assert "sites[2] (eglise): no arrays" in text
     assert len(plan.problems) == 3
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_performance_section_defaults_are_the_documented_ones_and_reach_the_model() -> None:
+    from pathlib import Path
+
+    from agent.central.config import load_ingest_config, parse_ingest_config
+    from agent.central.performance.daily import settings_from_config
+    from agent.errors import ConfigError
+
+    example = load_ingest_config(Path(__file__).parent.parent / "config" / "ingest.example.yaml")
+    model_settings, rules = settings_from_config(example.performance)
+    assert model_settings == ModelSettings() and rules == RuleSettings()
+    cfg = parse_ingest_config({"influxdb": {"api": "v1", "database": "terril"},
+                               "performance": {"system_losses_percent": 10, "sky_model": "perez",
+                                               "index_threshold": 0.9}})
+    model_settings, rules = settings_from_config(cfg.performance)
+    assert model_settings.system_losses_percent == 10 and model_settings.sky_model == "perez"
+    assert rules.index_threshold == 0.9 and rules.low_days == 3
+    with pytest.raises(ConfigError) as exc:
+        parse_ingest_config({"influxdb": {"api": "v1", "database": "terril"},
+                             "performance": {"losses": 10, "sky_model": "klucher", "low_days": 6}})
+    problems = exc.value.problems
+    assert "performance.losses: unknown key" in problems
+    assert any(p.startswith("performance.sky_model:") for p in problems)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -48,7 +48,7 @@ from agent.central.performance.analytics import (
     string_failing,
     underperformance,
 )
-from agent.central.performance.model import ClearSkyModel
+from agent.central.performance.model import ClearSkyModel, ModelSettings
 from agent.central.performance.plan import InventoryLike, Plan, plan_from_inventory
 from agent.central.points import Point, make_point
 from agent.central.rollup import (
@@ -344,4 +344,15 @@ def performance_job_for(config: Any, client: QueryClient, write: Writer,
     except ImportError:
         log.warning("yield analytics disabled: pvlib is not installed (pip install 'terril[central]')")
         return None
-    return PerformanceJob(client, write, inventory, timezone or config.rollup.timezone)
+    tz = timezone or config.rollup.timezone
+    model, rules = settings_from_config(getattr(config, "performance", None))
+    return PerformanceJob(client, write, inventory, tz, ClearSkyModel(tz, model), rules)
+
+
+def settings_from_config(section: Any) -> tuple[ModelSettings, RuleSettings]:
+    """The model's and the rules' settings from the ingest config's ``performance:`` section (None: defaults)."""
+    if section is None:
+        return ModelSettings(), RuleSettings()
+    model = ModelSettings(**{f.name: getattr(section, f.name) for f in fields(ModelSettings)})
+    rules = RuleSettings(**{f.name: getattr(section, f.name) for f in fields(RuleSettings)})
+    return model, rules
