@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
 from agent.errors import ConfigError
 
 EXIT_INVALID = 2
@@ -24,6 +24,8 @@ EXIT_INVALID = 2
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="agent or ingest YAML config file")
+    parser.add_argument("--inventory", type=Path, metavar="SITES_YAML",
+                        help="with an agent config: also compare its site block with the town's inventory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +41,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"{path}: agent config OK")
     for line in agent_summary(config):
         print(line)
+    if getattr(args, "inventory", None) is not None:
+        return _compare_with_inventory(config, args.inventory)
+    return 0
+
+
+def _compare_with_inventory(config: AgentConfig, path: Path) -> int:
+    """Where the agent's site block and the inventory disagree, the inventory wins: say so, as notes."""
+    try:
+        from agent.central.inventory import agent_site_disagreements, load_inventory
+    except ImportError as exc:  # pragma: no cover - central extra missing on a Pi
+        print(f"{path}: cannot read inventories on this installation ({exc})", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        inventory = load_inventory(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    site = config.site
+    notes = agent_site_disagreements(inventory, site.slug, site.name, site.peak_power_w,
+                                     site.latitude, site.longitude)
+    for note in notes:
+        print(f"note: {note}")
+    if not notes:
+        print(f"site {site.slug} agrees with the inventory {path}")
     return 0
 
 
@@ -71,6 +97,17 @@ def _check_ingest(path: Path) -> int:
         print(f"broker {getattr(broker, 'host', '?')}:{getattr(broker, 'port', '?')}")
     if influx is not None:
         print(f"influxdb {getattr(influx, 'url', '?')} (api {getattr(influx, 'api', '?')})")
+    if config.inventory is not None:
+        from agent.central.inventory import load_inventory
+
+        inventory = load_inventory(config.inventory)
+        territory = inventory.territory
+        arrays = sum(len(s.arrays) for s in inventory.sites)
+        print(f"inventory {config.inventory}: {territory.name}, {len(territory.communes)} commune"
+              f"{'s' if len(territory.communes) != 1 else ''}, {len(inventory.sites)} sites, {arrays} arrays"
+              + (f", newborn panels on {inventory.newborn_panels.site}" if inventory.newborn_panels else ""))
+    else:
+        print("no inventory: communes, arrays and the public site's owners are unknown (see config/sites.example.yaml)")
     return 0
 
 

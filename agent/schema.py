@@ -110,13 +110,55 @@ STATUS_OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The physically possible range of a field, in the field's unit, both ends included.
+
+    A value outside it is not a measurement but a broken device or a forged message:
+    the ingest does not store it (it dead-letters the message with the reason), so
+    one site can never push the town's totals to 1e308 or infinity.
+    """
+
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high  # False for NaN
+
+
+MAX_POWER_W = 1e8
+"""Absolute cap on any power (W, VA, var) of one device or site: 100 MW, far above any roof or meter of a town."""
+MAX_LIFETIME_WH = 1e16
+"""Absolute cap on a lifetime energy counter: 100 MW for more than 10 000 years."""
+MAX_DAY_WH = MAX_POWER_W * 25
+"""What one site can produce or consume in a local day (25 h on the day the clocks go back)."""
+_INT_COUNT = Bounds(0, 2**63 - 1)
+
+UNIT_BOUNDS: dict[str, Bounds] = {
+    "W": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "VA": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "var": Bounds(-MAX_POWER_W, MAX_POWER_W),
+    "Wh": Bounds(0, MAX_LIFETIME_WH),
+    "V": Bounds(-1e3, 1e6),
+    "A": Bounds(-1e5, 1e5),
+    "Hz": Bounds(0, 1e3),
+    "°C": Bounds(-273.15, 1e3),
+    "s": Bounds(0, 1e11),
+    "B": Bounds(0, 2**53),
+    "%": Bounds(0, 100),
+}
+"""Default bounds per unit; a field whose range is narrower (power factor, latitude …) names its own."""
+
+
+@dataclass(frozen=True)
 class FieldSpec:
-    """One InfluxDB field: its name (unit suffix included), its fixed type and what it means."""
+    """One InfluxDB field: its name (unit suffix included), its fixed type, what it means and its possible range."""
 
     name: str
     type: FieldType
     unit: str
     description: str
+    bounds: Bounds | None = None
+    """None for strings only: every number has a range (``UNIT_BOUNDS`` unless the field names its own)."""
 
 
 @dataclass(frozen=True)
@@ -135,18 +177,24 @@ class MeasurementSpec:
         return {f.name: f for f in self.fields}
 
 
-def _f(name: str, unit: str, description: str) -> FieldSpec:
-    return FieldSpec(name, "float", unit, description)
+def _f(name: str, unit: str, description: str, bounds: Bounds | None = None) -> FieldSpec:
+    if bounds is None:
+        if unit not in UNIT_BOUNDS:
+            raise ValueError(f"field {name}: no default bounds for unit {unit!r}; give the field its own")
+        bounds = UNIT_BOUNDS[unit]
+    return FieldSpec(name, "float", unit, description, bounds)
 
 
-def _i(name: str, unit: str, description: str) -> FieldSpec:
-    return FieldSpec(name, "int", unit, description)
+def _i(name: str, unit: str, description: str, bounds: Bounds = _INT_COUNT) -> FieldSpec:
+    """Integers are counts, enumerations and bit fields: never negative unless the field says so."""
+    return FieldSpec(name, "int", unit, description, UNIT_BOUNDS.get(unit, bounds) if unit else bounds)
 
 
 def _s(name: str, description: str) -> FieldSpec:
     return FieldSpec(name, "str", "", description)
 
 
+_POWER_FACTOR = Bounds(-1, 1)
 _AC_GRID_FIELDS = (
     _f("ac_current_a", "A", "AC current, sum of phases"),
     _f("ac_voltage_an_v", "V", "phase A to neutral voltage"),
@@ -163,14 +211,14 @@ INVERTER = MeasurementSpec(
         _f("ac_energy_wh", "Wh", "lifetime AC energy produced (monotonic counter)"),
         _f("ac_apparent_power_va", "VA", "AC apparent power"),
         _f("ac_reactive_power_var", "var", "AC reactive power"),
-        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1", _POWER_FACTOR),
         *_AC_GRID_FIELDS,
         _f("dc_power_w", "W", "DC input power"),
         _f("dc_voltage_v", "V", "DC input voltage"),
         _f("dc_current_a", "A", "DC input current"),
         _f("temp_cabinet_c", "°C", "cabinet temperature"),
         _f("temp_heatsink_c", "°C", "heat sink temperature"),
-        _i("state", "", "operating state (SunSpec St enumeration)"),
+        _i("state", "", "operating state (SunSpec St enumeration)", Bounds(0, 65535)),
         _i("events", "", "event bit field (SunSpec Evt1)"),
     ),
     "one inverter, one row per poll",
@@ -195,7 +243,7 @@ METER = MeasurementSpec(
         _f("power_w", "W", "active power at the meter, positive when importing from the grid"),
         _f("energy_import_wh", "Wh", "lifetime energy imported from the grid"),
         _f("energy_export_wh", "Wh", "lifetime energy exported to the grid"),
-        _f("ac_power_factor", "", "power factor, ratio from -1 to 1"),
+        _f("ac_power_factor", "", "power factor, ratio from -1 to 1", _POWER_FACTOR),
         *_AC_GRID_FIELDS,
         _i("events", "", "meter event bit field (SunSpec Evt)"),
     ),
@@ -206,7 +254,7 @@ EVENT = MeasurementSpec(
     "event",
     ("site", "device", "code"),
     (
-        _i("active", "", "1 when the event starts, 0 when it ends"),
+        _i("active", "", "1 when the event starts, 0 when it ends", Bounds(0, 1)),
         _s("text", "human-readable description of the event"),
     ),
     "fault transitions",
@@ -216,7 +264,7 @@ AGENT = MeasurementSpec(
     "agent",
     ("site",),
     (
-        _i("up", "", "1 while the agent is online, 0 after its last will"),
+        _i("up", "", "1 while the agent is online, 0 after its last will", Bounds(0, 1)),
         _f("uptime_s", "s", "seconds since the agent started"),
         _i("spool_depth", "", "readings waiting in the spool"),
         _f("spool_oldest_s", "s", "age of the oldest spooled reading"),
@@ -234,25 +282,30 @@ SITE_INFO = MeasurementSpec(
     "site_info",
     ("site",),
     (
-        _f("peak_power_w", "W", "installed peak power (kWp x 1000)"),
-        _i("panels", "", "number of solar panels"),
+        _f("peak_power_w", "W", "installed peak power (kWp x 1000)", Bounds(0, MAX_POWER_W)),
+        _i("panels", "", "number of solar panels", Bounds(0, 10_000_000)),
         _s("owner", "commune, citizen, cooperative …"),
         _s("name", "display name of the site"),
-        _f("latitude", "°", "site latitude"),
-        _f("longitude", "°", "site longitude"),
+        _f("latitude", "°", "site latitude", Bounds(-90, 90)),
+        _f("longitude", "°", "site longitude", Bounds(-180, 180)),
     ),
     "site metadata, from the retained info message",
 )
+
+_SITE_DAY = Bounds(0, MAX_DAY_WH)
+"""A site's energy of one local day (the rollup leaves out a site beyond it; the territory sums are not bounded)."""
 
 ENERGY_DAILY = MeasurementSpec(
     "energy_daily",
     ("site",),
     (
-        _f("production_wh", "Wh", "energy produced during the local day"),
-        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)"),
-        _f("import_wh", "Wh", "energy imported from the grid"),
-        _f("export_wh", "Wh", "energy exported to the grid"),
-        _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference"),
+        _f("production_wh", "Wh", "energy produced during the local day", _SITE_DAY),
+        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)",
+           Bounds(-MAX_DAY_WH, 2 * MAX_DAY_WH)),
+        _f("import_wh", "Wh", "energy imported from the grid", _SITE_DAY),
+        _f("export_wh", "Wh", "energy exported to the grid", _SITE_DAY),
+        _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference",
+           Bounds(0, MAX_LIFETIME_WH)),
     ),
     "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
 )

@@ -28,11 +28,11 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.central.influxql import InfluxQLClient  # noqa: E402
-from agent.central.performance.daily import PerformanceJob, fetch_energies  # noqa: E402
-from agent.central.rollup import line_writer, local_days  # noqa: E402
-from tests.fixtures.influx import InfluxServer  # noqa: E402
-from tests.performance_town import FakeArray, FakeInventory, FakeSite  # noqa: E402
+from agent.central.influxql import InfluxQLClient
+from agent.central.performance.daily import PerformanceJob, fetch_energies
+from agent.central.rollup import line_writer, local_days
+from tests.fixtures.influx import InfluxServer
+from tests.performance_town import FakeArray, FakeInventory, FakeSite
 
 TZ = "Europe/Paris"
 DB = "terril"

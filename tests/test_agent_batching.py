@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from agent.config import load_agent_config
+from agent.edge.config import load_agent_config
 from agent.edge.daemon import COALESCE_S, Agent
 from tests.fixtures.mosquitto import MosquittoBroker, Subscriber
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import load_agent_config
+from agent.edge.config import load_agent_config
 from agent.edge.daemon import Agent
 from tests.test_agent_failures import write_config
 

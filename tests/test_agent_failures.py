@@ -168,7 +168,7 @@ def test_watchdog_stops_when_the_forwarder_or_mqtt_thread_dies_or_hangs(
     import asyncio
     import threading
 
-    from agent.config import load_agent_config
+    from agent.edge.config import load_agent_config
     from agent.edge.daemon import Agent
 
     sock_path = str(tmp_path / "wd.sock")

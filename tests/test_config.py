@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import (
+from agent.edge.config import (
     DEFAULT_SPOOL_FILE,
     PROFILES_DIR,
     AgentConfig,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from agent.devices.sunspec import SunSpecDriver
-from agent.edge.poller import COUNTER_JUMP_CONFIRMATIONS, COUNTER_RESET_CONFIRMATIONS, CounterGuard, DevicePoller, Site
+from agent.edge.counters import COUNTER_JUMP_CONFIRMATIONS, COUNTER_RESET_CONFIRMATIONS, CounterGuard
+from agent.edge.poller import DevicePoller, Site
 from agent.modbus.backoff import Backoff
 from agent.modbus.pool import LinkPool
 from agent.schema import Reading

@@ -71,7 +71,7 @@ def _publish_as(port: int, username: str, password: str, messages: list[tuple[st
 
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "agent.central.ingest" and r.levelno >= logging.WARNING and text in r.getMessage()]
+            if r.name.startswith("agent.central.ingest") and r.levelno >= logging.WARNING and text in r.getMessage()]
 
 
 @pytest.mark.parametrize("max_payload_bytes", [None, 4 * 1024 * 1024], ids=["default-cap", "cap-above-broker-limit"])

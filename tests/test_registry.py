@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import parse_agent_config
+from agent.edge.config import parse_agent_config
 from agent.devices.profile import available_profiles, load_profile
 from agent.devices.registry import make_driver
 

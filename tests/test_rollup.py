@@ -360,3 +360,34 @@ def test_scheduled_job_across_a_long_gap_writes_what_a_backfill_writes(server: I
     assert full_days == pytest.approx([power_w * 24] * 4, abs=WH_TOLERANCE)  # the gap, split linearly, is exact here
     assert job._gaps_done  # the gap was seen ...
     assert job.run_once(now=datetime.fromtimestamp(end, ZONE)) == 4  # ... and is not extended again: 2 days x 2 rows
+
+
+def test_a_site_with_impossible_counters_is_left_out_and_the_others_are_written(
+    server: InfluxServer, db: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13.1: counters stored before the ingest checked plausibility (1000 then 1.7e308 Wh, two
+    devices: the sum is infinite) used to stop the whole run with ValueError for every site."""
+    day = date(2026, 6, 10)
+    (d,) = local_days(day, day, TZ)
+    lines = []
+    for site, device, second in [("mairie", "ond-1", 1.7e308), ("mairie", "ond-2", 1.7e308),
+                                 ("eglise", "ond-1", 3e12),  # finite, but 125 MW for a day
+                                 ("ecole", "ond-1", 6000.0)]:
+        lines.append(make_point("inverter", {"site": site, "device": device},
+                                {"ac_energy_wh": 1000.0}, d.start_ms + 3_600_000).to_line())
+        lines.append(make_point("inverter", {"site": site, "device": device},
+                                {"ac_energy_wh": second}, d.start_ms + 7_200_000).to_line())
+    status, body = server.write_lines(db, lines)
+    assert status == 204, body
+    client = InfluxQLClient(server.url, db)
+    job = Rollup(client, line_writer(client), TZ, days_back=0)
+    now = datetime(2026, 6, 10, 20, 0, tzinfo=ZONE)
+    with caplog.at_level(logging.WARNING, logger="agent.central.rollup"):
+        assert job(now) == 2
+        assert job(now) == 2  # the next scheduled run: same rows, no second warning
+    assert not job.failing
+    rows = _daily(server, db)
+    assert rows == {("ecole", d.start_ms): {"production_wh": 5000.0},
+                    (TERRITORY_SITE, d.start_ms): {"production_wh": 5000.0}}
+    left_out = sorted(r.getMessage().split(" left out")[0] for r in caplog.records if "left out" in r.getMessage())
+    assert left_out == ["rollup: site eglise", "rollup: site mairie"]

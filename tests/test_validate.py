@@ -92,3 +92,21 @@ def test_orjson_and_the_standard_parser_give_the_same_result(payload: bytes, mon
             plain = validate.message_to_points(topic, _subst(payload.decode("utf-8", "replace")).encode()
                                                if payload.isascii() else payload, NOW)
         assert (fast.lines, fast.problems, fast.site) == (plain.lines, plain.problems, plain.site)
+
+
+def test_every_number_of_the_schema_has_a_finite_range_with_its_unit() -> None:
+    """Issue 13.1: plausibility is one table (``FieldSpec.bounds``), so a new numeric field cannot skip it."""
+    import math
+
+    from agent.schema import MEASUREMENTS, Bounds
+
+    for m in MEASUREMENTS.values():
+        for f in m.fields:
+            if f.type == "str":
+                continue
+            assert f.bounds is not None, f"{m.name}.{f.name}"
+            assert math.isfinite(f.bounds.low) and math.isfinite(f.bounds.high) and f.bounds.low < f.bounds.high
+            assert f.bounds.low >= -(2**63) and f.bounds.high <= 2**63 - 1  # ints: within InfluxDB's 64 bits
+    power_factor = Bounds(-1, 1)
+    assert MEASUREMENTS["inverter"].field("ac_power_factor").bounds == power_factor
+    assert MEASUREMENTS["meter"].field("ac_power_factor").bounds == power_factor

@@ -135,3 +135,23 @@ def test_a_backlog_beyond_retention_is_refused_whole_not_point_by_point(influx: 
     finally:
         writer.close()
     assert influx.rows("SELECT count(ac_power_w) FROM inverter", DB)[0]["count"] == 10
+
+
+TEXTS = ["a\nb", "line 1\r\nline 2\n", 'quote " and \\ backslash', "ends with a backslash \\", "tab\there", "\n"]
+
+
+def test_text_fields_round_trip_newlines_quotes_and_backslashes(writer_and_db: tuple) -> None:
+    """Issue 13.4: ``a\\nb`` was stored as a literal backslash-n. Each text sits between ordinary
+    points of the same request, so a raw newline inside the quotes must not end the line there."""
+    writer, influx = writer_and_db
+    points = []
+    for i, text in enumerate(TEXTS):
+        points.append(_inverter("ond-1", TS + i, ac_power_w=float(i)))
+        points.append(make_point("event", {"site": "mairie", "device": "ond-1", "code": f"C{i}"},
+                                 {"active": 1, "text": text}, TS + i))
+    points.append(make_point("site_info", {"site": "mairie"}, {"name": "Hôtel\nde ville", "panels": 3}, TS))
+    assert writer.write(points) == []
+    rows = influx.rows('SELECT "text" FROM event GROUP BY "code"', DB)
+    assert {r["code"]: r["text"] for r in rows} == {f"C{i}": t for i, t in enumerate(TEXTS)}
+    assert influx.rows("SELECT count(ac_power_w) FROM inverter", DB)[0]["count"] == len(TEXTS)
+    assert influx.rows('SELECT "name", panels FROM site_info', DB)[0]["name"] == "Hôtel\nde ville"

@@ -207,6 +207,8 @@ class IngestConfig(_Strict):
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     topic_root: str = TOPIC_ROOT
+    inventory: Path | None = None
+    """The town's inventory of roofs (``sites.yaml``, DESIGN.md "Inventory"); relative to this file's folder."""
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
     """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
 
@@ -257,4 +259,20 @@ def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         raise ConfigError(source, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_ingest_config(data, source)
+    if isinstance(data, dict) and isinstance(data.get("inventory"), str):
+        named = Path(data["inventory"]).expanduser()
+        data = {**data, "inventory": str(named if named.is_absolute() else Path(path).resolve().parent / named)}
+    config = parse_ingest_config(data, source)
+    if config.inventory is not None:
+        _check_inventory(config.inventory, source)
+    return config
+
+
+def _check_inventory(path: Path, source: str) -> None:
+    """The inventory is part of the ingest's configuration: its problems are the config's problems."""
+    from agent.central.inventory import load_inventory
+
+    try:
+        load_inventory(path)
+    except ConfigError as exc:
+        raise ConfigError(source, [f"inventory: {exc.source}: {p}" for p in exc.problems]) from None

@@ -73,8 +73,10 @@ def _escape_measurement(text: str) -> str:
 
 
 def _field_value(value: float | int | str) -> str:
+    """A string field escapes only ``\\`` and ``"``: InfluxDB 1.x and 2.x read a raw newline inside
+    the quotes as part of the value, but store ``\\n`` as a backslash and an n (issue 13.4)."""
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, int):
         return f"{value}i"
     return repr(float(value))

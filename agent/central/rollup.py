@@ -369,8 +369,27 @@ class DailyEnergy:
         return make_point(ENERGY_DAILY.name, {"site": self.site}, self.fields, self.day.start_ms)
 
 
+@dataclass(frozen=True)
+class Excluded:
+    """A site-day left out of ``energy_daily`` (and of the territory's total) because its energy is impossible."""
+
+    site: str
+    day: date
+    reason: str
+
+
+def _impossible(fields: dict[str, float]) -> str | None:
+    """Why a site's day cannot be true (a counter that jumped by 1e308: ``ENERGY_DAILY`` bounds), or None."""
+    for name, value in fields.items():
+        bounds = ENERGY_DAILY.field(name).bounds
+        if bounds is not None and value not in bounds:
+            return f"{name} {value:g} Wh is outside {bounds.low:g} to {bounds.high:g} Wh"
+    return None
+
+
 def _rows_for_chunk(
-    client: QueryClient, days: Sequence[LocalDay], reference_wh_per_year: float | None, max_gap_ms: int
+    client: QueryClient, days: Sequence[LocalDay], reference_wh_per_year: float | None, max_gap_ms: int,
+    excluded: list[Excluded],
 ) -> list[DailyEnergy]:
     # per (day index, site): daily field -> Wh
     totals: dict[tuple[int, str], dict[str, float]] = {}
@@ -388,6 +407,10 @@ def _rows_for_chunk(
                 continue
             if IMPORT in fields:
                 fields[CONSUMPTION] = fields.get(PRODUCTION, 0.0) + fields[IMPORT] - fields.get(EXPORT, 0.0)
+            impossible = _impossible(fields)
+            if impossible:
+                excluded.append(Excluded(site, day.day, impossible))
+                continue  # one site's broken counters never stop the other sites' rows nor the total
             for name, value in fields.items():
                 territory[name] = territory.get(name, 0.0) + value
             rows.append(DailyEnergy(site, day, fields))
@@ -411,7 +434,7 @@ def compute_daily(
     max_gap_ms = int(max_gap.total_seconds() * 1000)
     rows: list[DailyEnergy] = []
     for k in range(0, len(days), CHUNK_DAYS):
-        rows.extend(_rows_for_chunk(client, days[k : k + CHUNK_DAYS], reference_wh_per_year, max_gap_ms))
+        rows.extend(_rows_for_chunk(client, days[k : k + CHUNK_DAYS], reference_wh_per_year, max_gap_ms, []))
     return rows
 
 
@@ -424,20 +447,29 @@ def run_rollup(
     reference_wh_per_year: float | None = None,
     now: datetime | None = None,
     max_gap: timedelta = DEFAULT_MAX_GAP,
+    reported: set[tuple[str, date]] | None = None,
 ) -> int:
     """Compute and write ``energy_daily`` for since..until (default: today); return points written.
 
     Days are computed and written a chunk (a month) at a time, so a long
     backfill keeps memory flat and leaves the finished months written if it is
-    interrupted.
+    interrupted. A site-day whose energy is impossible is left out with a warning
+    (once per site and day when the caller keeps *reported* across runs).
     """
+    reported = set() if reported is None else reported
     last = until if until is not None else today_in(tz, now)
     days = local_days(since, last, tz)
     max_gap_ms = int(max_gap.total_seconds() * 1000)
     written = 0
     for k in range(0, len(days), CHUNK_DAYS):
         chunk = days[k : k + CHUNK_DAYS]
-        points = [r.to_point() for r in _rows_for_chunk(client, chunk, reference_wh_per_year, max_gap_ms)]
+        excluded: list[Excluded] = []
+        points = [r.to_point() for r in _rows_for_chunk(client, chunk, reference_wh_per_year, max_gap_ms, excluded)]
+        for x in excluded:
+            if (x.site, x.day) not in reported:
+                reported.add((x.site, x.day))
+                log.warning("rollup: site %s left out of %s (and of the territory's total): %s; "
+                            "its counters hold impossible values", x.site, x.day, x.reason)
         if points:
             rejected = write(points)
             if isinstance(rejected, list) and rejected:  # agent.central.writers returns the refused points
@@ -483,6 +515,8 @@ class Rollup:
     failing: bool = field(default=False, init=False)
     _gaps_done: frozenset[tuple[str, str, str, int]] = field(default=frozenset(), init=False, repr=False)
     """Gaps (site, device, counter field, time of the reading before) already extended back to."""
+    _reported: set[tuple[str, date]] = field(default_factory=set, init=False, repr=False)
+    """Site-days already logged as left out (impossible energy): one warning each, not one per run."""
 
     def run_once(self, now: datetime | None = None, since: date | None = None) -> int:
         """Compute and write the last ``days_back`` days (or from *since* if earlier) and today; raise on failure.
@@ -499,7 +533,7 @@ class Rollup:
             log.info("rollup: a counter gap ends in %s..%s; recomputing from %s", first, today, gap_day)
             first = gap_day
         written = run_rollup(self.client, self.write, first, today, self.timezone, self.reference_wh_per_year,
-                             max_gap=self.max_gap)
+                             max_gap=self.max_gap, reported=self._reported)
         self._gaps_done = gaps
         if self.performance is not None:
             written += self.performance(first, today - timedelta(days=1))

@@ -21,6 +21,7 @@ line; ``tests/test_ingest_fastpath.py`` proves both paths write the same text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -82,6 +83,11 @@ class Decoded:
 
 def _from_points(site: str, points: tuple[Point, ...]) -> Decoded:
     return Decoded(site, tuple(encode_line(p) for p in points), rebuild=lambda: points)
+
+
+def _with_problems(decoded: Decoded, problems: list[str]) -> Decoded:
+    """*decoded* stored, and also dead-lettered for the values it left out."""
+    return dataclasses.replace(decoded, problems=tuple(problems)) if problems else decoded
 
 
 class _Invalid(ValueError):
@@ -159,13 +165,21 @@ def _envelope(data: Any, topic_site: str) -> dict[str, Any]:
     return data
 
 
-def _typed_fields(measurement: str, raw: Any, where: str) -> dict[str, float | int | str]:
-    """Check that every field is a schema field of the right type, finite, in range."""
+def _typed_fields(
+    measurement: str, raw: Any, where: str, problems: list[str]
+) -> dict[str, float | int | str]:
+    """Check that every field is a schema field of the right type, finite, in range.
+
+    A value of the right type outside its physically possible range (``FieldSpec.bounds``)
+    is left out and its reason appended to *problems*: the other fields of the reading
+    are stored, the message is dead-lettered. Anything else refuses the whole reading.
+    """
     if not isinstance(raw, dict) or not raw:
         raise _Invalid(f"{where}fields must be a non-empty object")
     spec = READING_MEASUREMENT.get(measurement) or {"agent": AGENT, "site_info": SITE_INFO}[measurement]
     known = spec.fields_by_name
     out: dict[str, float | int | str] = {}
+    implausible: list[str] = []
     for name, value in raw.items():
         fs = known.get(name)
         if fs is None:
@@ -190,11 +204,19 @@ def _typed_fields(measurement: str, raw: Any, where: str) -> dict[str, float | i
             if len(value) > MAX_TEXT_CHARS:
                 raise _Invalid(f"{where}{spec.name}.{name} is longer than {MAX_TEXT_CHARS} characters")
             _check_text(value, f"{where}{spec.name}.{name}")
+        if fs.bounds is not None and value not in fs.bounds:
+            unit = f" {fs.unit}" if fs.unit else ""
+            implausible.append(f"{where}{spec.name}.{name} {_short(value)} is impossible "
+                               f"(possible: {fs.bounds.low:g} to {fs.bounds.high:g}{unit})")
+            continue
         out[name] = value
+    if not out:
+        raise _Invalid("; ".join(implausible))
+    problems.extend(implausible)
     return out
 
 
-def _reading_point(site: str, reading: Any, now_ms: int, where: str) -> Point:
+def _reading_point(site: str, reading: Any, now_ms: int, where: str, problems: list[str]) -> Point:
     if not isinstance(reading, dict):
         raise _Invalid(f"{where}must be an object, got {type(reading).__name__}")
     unknown = sorted(set(reading) - {"device", "kind", "string", "ts", "fields"})
@@ -215,7 +237,7 @@ def _reading_point(site: str, reading: Any, now_ms: int, where: str) -> Point:
     elif string is not None:
         raise _Invalid(f"{where}string is only for mppt readings")
     ts = _check_ts(reading.get("ts"), now_ms, where)
-    fields = _typed_fields(kind, reading.get("fields"), where)
+    fields = _typed_fields(kind, reading.get("fields"), where, problems)
     return make_point(READING_MEASUREMENT[kind].name, tags, fields, ts)
 
 
@@ -225,8 +247,8 @@ _COUNTER_KINDS = frozenset(k for k, m in READING_MEASUREMENT.items() if m.name i
 """Reading kinds whose lifetime counters feed ``energy_daily`` (late ones make the rollup reach back)."""
 _PLAN_CACHE_MAX = 4096
 
-_FieldPlan = tuple[tuple[str, str, int], ...]
-"""Per field, in line order (sorted by name): (name, ``name=`` escaped, _FLOAT or _INT)."""
+_FieldPlan = tuple[tuple[str, str, int, float, float], ...]
+"""Per field, in line order (sorted by name): (name, ``name=`` escaped, _FLOAT or _INT, lowest, highest value)."""
 _field_plans: dict[tuple[str, tuple[str, ...]], _FieldPlan | None] = {}
 """(kind, field names in payload order) -> plan; None when a field is a string (full checks)."""
 
@@ -236,11 +258,11 @@ def _field_plan(kind: str, names: tuple[str, ...]) -> _FieldPlan | None:
     spec = READING_MEASUREMENT[kind]
     plan = []
     for name in sorted(names):
-        ftype = spec.fields_by_name[name].type
-        if ftype == "str":
+        fs = spec.fields_by_name[name]
+        if fs.type == "str" or fs.bounds is None:
             return None
         esc = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-        plan.append((name, esc + "=", _FLOAT if ftype == "float" else _INT))
+        plan.append((name, esc + "=", _FLOAT if fs.type == "float" else _INT, fs.bounds.low, fs.bounds.high))
     return tuple(plan)
 
 
@@ -272,19 +294,21 @@ def _fast_reading_line(
     if plan is None:
         return None
     parts = []
-    for name, key, code in plan:
+    # The schema's bounds (all within 64 bits and 1e16) also refuse inf and nan, and leave
+    # float() of an int nothing to overflow: out of bounds, the full checks say why.
+    for name, key, code, low, high in plan:
         value = fields[name]
         vtype = type(value)
         if code == _FLOAT:
             if vtype is int:
-                if not -(2**53) <= value <= 2**53:
-                    return None  # float() may round or overflow: let the full checks say so
+                if not low <= value <= high:
+                    return None
                 value = float(value)
-            elif vtype is not float or value - value != 0.0:  # not a float, or inf / nan
+            elif vtype is not float or not low <= value <= high:
                 return None
             parts.append(key + repr(value))
         else:
-            if vtype is not int or not INT64_MIN <= value <= INT64_MAX:
+            if vtype is not int or not low <= value <= high:
                 return None
             parts.append(f"{key}{value}i")
     return f"{prefix} {','.join(parts)} {ts}"
@@ -319,12 +343,15 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
     for i, reading in enumerate(readings):
         line = fast(reading, now_ms, prefixes)
         if line is None:
+            implausible: list[str] = []
             try:
-                point = _reading_point(site, reading, now_ms, f"readings[{i}]: ")
+                point = _reading_point(site, reading, now_ms, f"readings[{i}]: ", implausible)
             except _Invalid as exc:
                 problems.append(str(exc))
                 continue
-            _learn(reading, point, prefixes)
+            problems.extend(implausible)
+            if not implausible:
+                _learn(reading, point, prefixes)
             line = encode_line(point)
         lines.append(line)
         if reading["kind"] in _COUNTER_KINDS:
@@ -336,7 +363,7 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
         points = []
         for i, reading in enumerate(readings):
             try:
-                points.append(_reading_point(site, reading, now_ms, f"readings[{i}]: "))
+                points.append(_reading_point(site, reading, now_ms, f"readings[{i}]: ", []))
             except _Invalid:
                 pass
         return tuple(points)
@@ -370,7 +397,9 @@ def _health(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
     metrics = {k: v for k, v in data.items() if k in AGENT.fields_by_name and k != "up"}
     if not metrics:
         raise _Invalid("health carries none of the agent metrics")
-    return _from_points(site, (make_point("agent", {"site": site}, _typed_fields("agent", metrics, ""), ts),))
+    problems: list[str] = []
+    point = make_point("agent", {"site": site}, _typed_fields("agent", metrics, "", problems), ts)
+    return _with_problems(_from_points(site, (point,)), problems)
 
 
 def _info(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
@@ -381,7 +410,9 @@ def _info(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
         raise _Invalid("devices must be a list")
     if not site_fields:
         return Decoded(site)  # inventory only: nothing for site_info, nothing wrong either
-    return _from_points(site, (make_point("site_info", {"site": site}, _typed_fields("site_info", site_fields, ""), ts),))
+    problems: list[str] = []
+    point = make_point("site_info", {"site": site}, _typed_fields("site_info", site_fields, "", problems), ts)
+    return _with_problems(_from_points(site, (point,)), problems)
 
 
 def _status(site: str, payload: bytes, now_ms: int) -> Decoded:
@@ -404,11 +435,14 @@ def message_to_points(
     now_ms: int,
     root: str = "terril",
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    retained: bool = False,
 ) -> Decoded:
     """Turn one MQTT message into points; ``problems`` says what could not be stored and why.
 
     ``now_ms`` is the receive time: it bounds timestamps from the future and
-    stamps ``status`` messages (which carry no time of their own).
+    stamps ``status`` messages (which carry no time of their own), and ``health``
+    or ``info`` without ``ts`` — unless *retained*: a retained copy the broker
+    re-sends on subscribe happened earlier, so only what carries its own time is stored.
     """
     parsed = parse_topic(topic, root)
     if parsed is None:
@@ -422,6 +456,8 @@ def message_to_points(
         if kind == "status":
             return _status(site, payload, now_ms)
         data = _envelope(_parse_json(payload), site)
+        if retained and "ts" not in data:
+            raise _Invalid("retained copy without ts: the broker re-sent it, its time is unknown")
         decoded = _JSON_KINDS[kind](site, data, now_ms)
     except _Invalid as exc:
         return _reject(site, str(exc))

@@ -175,7 +175,10 @@ class V1Writer(_BisectingWriter):
         query = {"db": database, "precision": "ms"}
         if retention_policy:
             query["rp"] = retention_policy
-        self._path = parsed.path.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
+        self._database = database
+        self._username = username
+        self._base = parsed.path.rstrip("/")
+        self._path = self._base + "/write?" + urllib.parse.urlencode(query)
         self._timeout = timeout
         self._headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip"}
         if username is not None:
@@ -199,10 +202,19 @@ class V1Writer(_BisectingWriter):
 
     def _send(self, body: bytes) -> None:
         data = gzip.compress(body, compresslevel=1)
+        status, payload = self._post(self._path, data, self._headers)
+        if status == 404 and b"database not found" in payload:
+            self._create_database()
+            status, payload = self._post(self._path, data, self._headers)
+        if 200 <= status < 300:
+            return
+        _classify(status, payload)
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.request("POST", self._path, body=data, headers=self._headers)
+                conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
                 payload = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -217,10 +229,27 @@ class V1Writer(_BisectingWriter):
                 raise WriteUnavailable(f"{kind}: {exc}") from None
             if resp.will_close:
                 self._drop_connection()
-            if 200 <= resp.status < 300:
-                return
-            _classify(resp.status, payload)
+            return resp.status, payload
         raise AssertionError("unreachable")
+
+    def _create_database(self) -> None:
+        """The database is missing: create it when our user may (no authentication, or an
+        admin), else say exactly what an admin must run. Nothing is acknowledged meanwhile."""
+        statement = f'CREATE DATABASE "{self._database}"'
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        status, payload = self._post(self._base + "/query", urllib.parse.urlencode({"q": statement}).encode(), headers)
+        if status == 200 and b'"error"' not in payload:
+            log.warning("InfluxDB database %r did not exist: created it", self._database)
+            return
+        who = f"user {self._username!r}" if self._username else "this ingest (no user configured)"
+        raise WriteUnavailable(
+            f"InfluxDB database {self._database!r} does not exist and {who} may not create it "
+            f"({_error_message(status, payload)}); as an InfluxDB admin run: "
+            f"curl -XPOST {'https' if self._https else 'http'}://{self._host}:{self._port}/query -u ADMIN "
+            f"--data-urlencode 'q={statement}'  (see grafana/README.md)",
+            404,
+        )
 
     def close(self) -> None:
         self._drop_connection()

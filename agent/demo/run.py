@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from agent.central.config import IngestConfig, load_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnavailable
 from agent.central.rollup import day_start_ms, today_in
-from agent.config import load_agent_config
+from agent.edge.config import load_agent_config
 from agent.demo import services
 from agent.demo.services import Child, Children, DemoError
 from agent.demo.summary import TownSummary, collect, render
@@ -46,6 +46,8 @@ from agent.demo.town import (
     SitePlan,
     agent_document,
     ingest_document,
+    inventory_document,
+    newborn_register_text,
     simulator_document,
     write_yaml,
 )
@@ -182,7 +184,11 @@ class Demo:
         services.create_database(self.influx_url, DATABASE)
 
         terril = services.terril_command()
-        ingest_path = write_yaml(run_dir / "ingest.yaml", ingest_document(central["mosquitto"], self.influx_url),
+        (run_dir / "newborns.csv").write_text(newborn_register_text(), encoding="utf-8")
+        inventory_path = write_yaml(run_dir / "sites.yaml", inventory_document(o.sites, "newborns.csv"),
+                                    "the demo town's inventory of roofs")
+        ingest_path = write_yaml(run_dir / "ingest.yaml",
+                                 ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve()),
                                  "terril ingest for the demo town")
         self.ingest_config = load_ingest_config(ingest_path)
         self.children.add(Child("ingest", [*terril, "ingest", "-c", str(ingest_path)],

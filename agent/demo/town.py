@@ -162,15 +162,65 @@ def _device(name: str, kind: str, port: int, unit: int) -> dict[str, Any]:
             "transport": {"type": "tcp", "host": "127.0.0.1", "port": port, "timeout": MODBUS_TIMEOUT_S}}
 
 
-def ingest_document(broker_port: int, influx_url: str) -> dict[str, Any]:
+def ingest_document(broker_port: int, influx_url: str, inventory: Path | None = None) -> dict[str, Any]:
     """The ingest config (``config/ingest.example.yaml`` shape), InfluxDB 1.x through ``/write``."""
-    return {
+    doc: dict[str, Any] = {
         "broker": {"host": "127.0.0.1", "port": broker_port},
         "subscription": {"group": "terril-ingest", "client_id": "terril-ingest-demo"},
         "influxdb": {"api": "v1", "url": influx_url, "database": DATABASE},
         "batch": {"max_points": 5000, "max_delay": 1.0},
         "rollup": {"timezone": TIMEZONE, "every": 60, "territory_consumption_wh_per_year": 36_000_000_000},
     }
+    if inventory is not None:
+        doc["inventory"] = str(inventory)
+    return doc
+
+
+COMMUNE_INSEE, COMMUNE_NAME = "62528", "Loos-en-Gohelle"
+NEWBORN_SITE = "panneau-par-naissance"
+DEMO_NEWBORNS = (
+    (1, "2024-01-12", "Léa", True), (2, "2024-02-03", "", False), (3, "2024-03-17", "Noah", True),
+    (4, "2024-05-30", "Jules", False), (5, "2024-08-09", "Chloé", True), (6, "2024-11-21", "", False),
+    (7, "2025-01-04", "Gabriel", True), (8, "2025-03-15", "Manon", False), (9, "2025-06-02", "Adam", True),
+    (10, "2025-09-27", "Lina", True),
+)
+"""A few births for the newborn array; names only where the parents consented."""
+
+
+def _orientation(inverter: str) -> tuple[float, float]:
+    """(tilt, azimuth) of a demo array. The simulator's sun has no orientation, so every roof faces south."""
+    return (15.0, 180.0) if inverter.startswith("onduleur-verriere") else (30.0, 180.0)
+
+
+def inventory_document(sites: tuple[SitePlan, ...], register: str) -> dict[str, Any]:
+    """The town's inventory (``config/sites.example.yaml`` shape): one array per simulated inverter."""
+    docs = []
+    for site in sites:
+        panel_w = site.peak_power_w / site.panels
+        arrays = []
+        for inv in site.inverters:
+            tilt, azimuth = _orientation(inv.name)
+            arrays.append({"name": inv.name.removeprefix("onduleur-") or "toit", "inverter": inv.name,
+                           "peak_power_w": inv.peak_power_w, "panels": max(1, round(inv.peak_power_w / panel_w)),
+                           "tilt": tilt, "azimuth": azimuth, "technology": "mono-PERC",
+                           "commissioned": "2021-06-15"})
+        docs.append({"slug": site.slug, "name": site.name, "owner": site.owner, "commune": COMMUNE_INSEE,
+                     "latitude": LATITUDE, "longitude": LONGITUDE, "arrays": arrays})
+    doc: dict[str, Any] = {
+        "territory": {"name": COMMUNE_NAME, "timezone": TIMEZONE,
+                      "communes": [{"insee": COMMUNE_INSEE, "name": COMMUNE_NAME}],
+                      "target": {"year": 2050, "share": 1.0}, "baseline_year": 2019},
+        "sites": docs,
+    }
+    if any(site.slug == NEWBORN_SITE for site in sites):
+        doc["newborn_panels"] = {"site": NEWBORN_SITE, "register": register}
+    return doc
+
+
+def newborn_register_text() -> str:
+    lines = ["panel,born,first_name,consent"]
+    lines += [f"{panel},{born},{name},{'true' if consent else 'false'}" for panel, born, name, consent in DEMO_NEWBORNS]
+    return "\n".join(lines) + "\n"
 
 
 def write_yaml(path: Path, document: dict[str, Any], header: str) -> Path:

@@ -46,14 +46,14 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from agent.config import AgentConfig, load_agent_config
+from agent.edge.config import AgentConfig, load_agent_config
 from agent.devices.base import DeviceIdentity
 from agent.edge.fleet import build_pollers
 from agent.edge.forwarder import Forwarder
 from agent.edge.health import health_metrics
 from agent.edge.poller import DevicePoller, PollResult
 from agent.edge.publisher import Publisher, PublisherOptions
-from agent.edge.sdnotify import SystemdNotifier
+from agent.sdnotify import SystemdNotifier
 from agent.edge.spool import Spool, SpoolUnavailable
 from agent.errors import ConfigError
 from agent.modbus.pool import LinkPool

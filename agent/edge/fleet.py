@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.config import AgentConfig, DeviceConfig, RtuTransport
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport
 from agent.devices.base import DeviceIdentity
 from agent.devices.registry import make_driver
 from agent.edge.poller import DevicePoller, Site

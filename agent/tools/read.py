@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from agent.config import AgentConfig, load_agent_config
+from agent.edge.config import AgentConfig, load_agent_config
 from agent.edge.fleet import build_pollers
 from agent.edge.poller import DevicePoller, PollResult
 from agent.errors import ConfigError

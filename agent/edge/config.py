@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -41,13 +42,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent.devices.registry import SUNSPEC_DRIVER
 from agent.errors import ConfigError
 from agent.schema import SLUG_RE, TOPIC_ROOT, Topics
 
-PROFILES_DIR = Path(__file__).parent / "devices" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "devices" / "profiles"
 """Where YAML register profiles live; a device's ``driver`` names one of them (or ``sunspec``)."""
 
-SUNSPEC_DRIVER = "sunspec"
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_SPOOL_FILE = Path("/var/lib/terril/spool.db")
 
@@ -620,7 +621,7 @@ def _unwrap(tp: Any) -> tuple[Any, list[Any]]:
                 meta.append(m)
                 meta.extend(getattr(m, "metadata", []) or [])
             continue
-        if origin is Union:
+        if origin is Union or origin is types.UnionType:
             members = [a for a in get_args(tp) if a is not type(None)]
             if len(members) == 1:
                 tp = members[0]
@@ -649,7 +650,7 @@ def _walk(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str, _Field
         if isinstance(key, int):
             path += f"[{key}]"
             args = get_args(bare)
-            current = args[0] if get_origin(bare) is list and args else Any
+            current = args[0] if get_origin(bare) in (list, tuple) and args else Any
             view = None
         elif isinstance(bare, type) and issubclass(bare, BaseModel) and key in bare.model_fields:
             info = bare.model_fields[key]
