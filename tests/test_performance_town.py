@@ -250,3 +250,57 @@ def test_alert_rules_fire_for_the_degraded_inverter_and_the_dead_string_only(inf
                               + timedelta(hours=9), query)
     assert firing == set()
     assert build.DAILY_ROWS_LOOKBACK_S == 3 * 86400
+
+
+# --------------------------------------------------------------------------- the real commands on real files
+
+
+def _sites_yaml(town_inv: Any, extra_sites: str = "") -> str:
+    lines = ["territory:", "  name: Loos-en-Gohelle", "  timezone: Europe/Paris",
+             '  communes: [{insee: "62528", name: Loos-en-Gohelle}]', "sites:"]
+    for site in town_inv.sites:
+        lines += [f"  - slug: {site.slug}", f"    name: {site.slug}", "    owner: commune",
+                  f'    commune: "{site.commune}"', f"    latitude: {site.latitude}",
+                  f"    longitude: {site.longitude}", "    arrays:"]
+        for a in site.arrays:
+            lines.append(f"      - {{name: {a.name}, inverter: {a.inverter}, peak_power_w: {a.peak_power_w}, "
+                         f"tilt: {a.tilt}, azimuth: {a.azimuth}, technology: {a.technology}}}")
+    return "\n".join(lines) + "\n" + extra_sites
+
+
+def test_terril_rollup_since_and_check_config_with_an_inventory_file(
+        influx: InfluxServer, town: Town, perf: Rows, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    influx.create_database("cli")
+    for i in range(0, len(town.lines), 20000):
+        status, body = influx.write_lines("cli", town.lines[i:i + 20000])
+        assert status == 204, body
+    (tmp_path / "sites.yaml").write_text(_sites_yaml(town_inventory()), encoding="utf-8")
+    ingest = tmp_path / "ingest.yaml"
+    ingest.write_text(f"influxdb: {{api: v1, url: '{influx.url}', database: cli}}\ninventory: sites.yaml\n",
+                      encoding="utf-8")
+    assert main(["rollup", "-c", str(ingest), "--since", str(town.days[0]), "--until", str(town.days[-1])]) == 0
+    out = capsys.readouterr().out
+    assert "performance_daily, string_daily, technology_daily: 600 point(s) written" in out, out
+    cli = _per_day(influx_db(influx, "cli"), "performance_daily", "*", '"site", "device"')
+    assert cli.keys() == perf.keys()
+    for key, rows in perf.items():
+        assert [r.get("performance_index") for r in cli[key]] == pytest.approx(
+            [r.get("performance_index") for r in rows], rel=1e-9), key
+    # check-config names what the analytics miss, once each
+    (tmp_path / "sites.yaml").write_text(_sites_yaml(town_inventory(), (
+        "  - slug: eglise\n    name: Eglise\n    owner: commune\n    arrays:\n"
+        "      - {name: nef, inverter: ond-1, peak_power_w: 6000, tilt: 30, azimuth: 180}\n")), encoding="utf-8")
+    assert main(["check-config", str(ingest)]) == 0
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note: yield analytics:")]
+    assert notes == ["note: yield analytics: sites[3] (eglise): no latitude/longitude: no clear-sky expectation, "
+                     "no performance index"], notes
+
+
+class influx_db:  # noqa: N801 - a view of the server on another database, for _per_day
+    def __init__(self, server: InfluxServer, db: str) -> None:
+        self.server, self.db = server, db
+
+    def query(self, q: str, db: str) -> dict[str, Any]:
+        return self.server.query(q, self.db)

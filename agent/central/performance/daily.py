@@ -49,7 +49,7 @@ from agent.central.performance.analytics import (
     underperformance,
 )
 from agent.central.performance.model import ClearSkyModel, ModelSettings
-from agent.central.performance.plan import InventoryLike, Plan, plan_from_inventory
+from agent.central.performance.plan import InventoryLike, Plan, peer_problems, plan_from_inventory
 from agent.central.points import Point, make_point
 from agent.central.rollup import (
     CHUNK_DAYS,
@@ -255,6 +255,14 @@ def _technology_rows(plan: Plan, energies: Energies, days: Sequence[LocalDay], f
 # --------------------------------------------------------------------------- the job
 
 
+@dataclass(frozen=True)
+class _EmptyInventory:
+    sites: tuple[()] = ()
+
+
+_NO_INVENTORY = _EmptyInventory()
+
+
 @dataclass
 class PerformanceJob:
     """Computes and writes the analytics of complete local days; one instance per ingest process.
@@ -265,13 +273,15 @@ class PerformanceJob:
 
     client: QueryClient
     write: Writer
-    inventory: InventoryLike
+    inventory: InventoryLike | Callable[[], InventoryLike | None]
+    """The inventory, or a function returning its current version (re-read when the file changed)."""
     timezone: str = "Europe/Paris"
     model: ClearSkyModel | None = None
     rules: RuleSettings = field(default_factory=RuleSettings)
     max_gap: timedelta = DEFAULT_MAX_GAP
     _told: set[str] = field(default_factory=set, init=False, repr=False)
     _plan: Plan | None = field(default=None, init=False, repr=False)
+    _planned_from: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -283,10 +293,15 @@ class PerformanceJob:
             log.warning("yield analytics: %s", problem)
 
     def plan(self) -> Plan:
-        if self._plan is None:
-            self._plan = plan_from_inventory(self.inventory)
-        for problem in self._plan.problems:
-            self._tell(problem)
+        """The plan of the current inventory (rebuilt when it changed); its gaps logged once each."""
+        inventory = self.inventory() if callable(self.inventory) else self.inventory
+        if inventory is None:
+            inventory = _NO_INVENTORY
+        if self._plan is None or inventory is not self._planned_from:
+            self._plan = plan_from_inventory(inventory)
+            self._planned_from = inventory
+            for problem in [*self._plan.problems, *peer_problems(self._plan, self.rules.min_peers)]:
+                self._tell(problem)
         return self._plan
 
     def compute(self, since: date, until: date) -> Iterable[list[Row]]:
@@ -336,8 +351,7 @@ def performance_job_for(config: Any, client: QueryClient, write: Writer,
         return None
     from agent.central.inventory import inventory_for
 
-    inventory = inventory_for(config)
-    if inventory is None:
+    if inventory_for(config) is None:
         return None
     try:
         import pvlib  # noqa: F401
@@ -346,7 +360,7 @@ def performance_job_for(config: Any, client: QueryClient, write: Writer,
         return None
     tz = timezone or config.rollup.timezone
     model, rules = settings_from_config(getattr(config, "performance", None))
-    return PerformanceJob(client, write, inventory, tz, ClearSkyModel(tz, model), rules)
+    return PerformanceJob(client, write, lambda: inventory_for(config), tz, ClearSkyModel(tz, model), rules)
 
 
 def settings_from_config(section: Any) -> tuple[ModelSettings, RuleSettings]:

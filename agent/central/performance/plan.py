@@ -132,3 +132,31 @@ def plan_from_inventory(inventory: InventoryLike) -> Plan:
         peak = sum(float(a.peak_power_w) for a in site.arrays) if site.arrays else None
         sites[site.slug] = SitePlan(site.slug, site.commune, peak)
     return Plan(inverters, sites, tuple(problems))
+
+
+def peer_problems(plan: Plan, min_peers: int) -> list[str]:
+    """Communes where too few roofs share the sky for an index: said once, never papered over with a number."""
+    inverters: dict[str, int] = {}
+    sites: dict[str, int] = {}
+    for p in plan.inverters.values():
+        if p.complete and p.orientations and p.commune is not None:
+            inverters[p.commune] = inverters.get(p.commune, 0) + 1
+    for site in {p.site for p in plan.inverters.values() if p.complete and p.orientations}:
+        commune = plan.sites[site].commune
+        if commune is not None:
+            sites[commune] = sites.get(commune, 0) + 1
+    out = []
+    for commune in sorted(set(inverters) | set(sites)):
+        if inverters.get(commune, 0) <= min_peers:
+            out.append(f"commune {commune}: {inverters.get(commune, 0)} inverter(s) with a clear-sky expectation: "
+                       f"an index needs {min_peers} peers, none is computed")
+        elif sites.get(commune, 0) <= min_peers:
+            out.append(f"commune {commune}: {sites.get(commune, 0)} site(s) with a clear-sky expectation: "
+                       f"a site index needs {min_peers} peers, no _site index is computed")
+    return out
+
+
+def analytics_notes(inventory: InventoryLike, min_peers: int = 2) -> list[str]:
+    """Everything the inventory lacks for the yield analytics, for ``terril check-config`` and the job's log."""
+    plan = plan_from_inventory(inventory)
+    return [*plan.problems, *peer_problems(plan, min_peers)]
