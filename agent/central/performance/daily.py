@@ -32,6 +32,7 @@ day is computed by the 5-minute job or by a backfill.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -353,9 +354,7 @@ def performance_job_for(config: Any, client: QueryClient, write: Writer,
 
     if inventory_for(config) is None:
         return None
-    try:
-        import pvlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("pvlib") is None:  # looked up, not imported: the import waits for the first run
         log.warning("yield analytics disabled: pvlib is not installed (pip install 'terril[central]')")
         return None
     tz = timezone or config.rollup.timezone
