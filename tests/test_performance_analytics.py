@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import statistics
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.central.performance.analytics import (
     DayIndex,
     RuleSettings,
     StringDay,
     clear_sky_ratio,
+    median_without,
     peer_indexes,
     sibling_ratios,
     string_failing,
@@ -82,6 +86,14 @@ def test_peer_index_divides_by_the_median_of_the_others_of_the_commune() -> None
     assert "x" not in got and "lonely" not in got, "one peer is not enough: no index invented"
     assert "dark" not in got
     assert set(peer_indexes(ratios, groups, min_peers=1)) >= {"x", "lonely"}
+
+
+@given(st.lists(st.floats(0.0, 2.0), min_size=2, max_size=30), st.data())
+def test_median_without_equals_the_median_of_the_others(values: list[float], data: st.DataObject) -> None:
+    skip = data.draw(st.integers(0, len(values) - 1))
+    ordered = sorted(values)
+    others = ordered[:skip] + ordered[skip + 1:]
+    assert median_without(ordered, skip) == pytest.approx(statistics.median(others), rel=1e-12, abs=1e-15)
 
 
 def test_clear_sky_ratio_needs_an_expectation() -> None:

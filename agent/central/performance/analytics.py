@@ -74,14 +74,32 @@ def peer_indexes(ratios: Mapping[K, float | None], groups: Mapping[K, str], min_
             members.setdefault(group, []).append((key, ratio))
     out: dict[K, PeerIndex] = {}
     for group_members in members.values():
+        peers = len(group_members) - 1
+        if peers < max(1, min_peers):
+            continue
+        ordered = sorted(r for _, r in group_members)
+        position = {r: i for i, r in enumerate(ordered)}  # any position of an equal value leaves the same list
         for key, ratio in group_members:
-            others = [r for k, r in group_members if k != key]
-            if len(others) < max(1, min_peers):
-                continue
-            median = statistics.median(others)
+            median = median_without(ordered, position[ratio])
             if median > 0.0:
-                out[key] = PeerIndex(ratio / median, median, len(others))
+                out[key] = PeerIndex(ratio / median, median, peers)
     return out
+
+
+def median_without(ordered: Sequence[float], skip: int) -> float:
+    """The median of the sorted values *ordered* once the one at index *skip* is left out.
+
+    O(1) instead of building and sorting the list of the others for each of a
+    commune's roofs: a town of 1,000 inverters would otherwise sort a million values a day.
+    """
+    n = len(ordered) - 1
+
+    def at(m: int) -> float:
+        return ordered[m if m < skip else m + 1]
+
+    if n % 2:
+        return at(n // 2)
+    return (at(n // 2 - 1) + at(n // 2)) / 2.0
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,12 @@ def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_writ
         return sp.commune if sp is not None else None
 
     # ------------------------------------------------------------------ peer index per day
+    keys_of_day: dict[int, list[Key]] = {}
+    for k, j in inv_fields:
+        keys_of_day.setdefault(j, []).append(k)
     history: dict[Key, list[DayIndex]] = {}
     for i, d in enumerate(dates):
-        day_keys = [k for (k, j) in inv_fields if j == i]
+        day_keys = keys_of_day.get(i, [])
         for level in (False, True):  # inverters against inverters, sites against sites
             keys = [k for k in day_keys if (k[1] == SITE_DEVICE) == level]
             groups = {k: c for k in keys if (c := commune_of(k)) is not None}
@@ -208,7 +211,7 @@ def _string_rows(plan: Plan, energies: Energies, days: Sequence[LocalDay], first
     rows: list[Row] = []
     for key, strings in sorted(by_inverter.items()):
         p = plan.inverters.get(key)
-        names = sorted(strings)
+        names = sorted(strings, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))  # 2 before 10
         peaks = p.string_peak_power_w if p is not None else None
         if peaks is not None and len(peaks) != len(names):
             peaks = None  # the inventory's list does not match the strings reported: compare as equals
