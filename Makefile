@@ -11,7 +11,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: venv
 
-# System packages the tests and the demo start themselves (never as services).
+# System packages the tests and the demo start themselves (never as services); chromium is the
+# real browser the public-site tests drive through Playwright (pip), which never downloads one.
 deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -19,6 +20,7 @@ deps:
 	command -v socat     >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v openssl   >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("agent.central.ingest_cli", "run the central ingest (MQTT -> InfluxDB)"),
     "rollup": ("agent.central.rollup_cli", "compute daily energy rollups (backfill)"),
     "broker": ("agent.central.broker", "central Mosquitto helpers (add-site)"),
+    "territory": ("agent.central.territory.cli", "open data per commune: import files, report the energy balance"),
+    "public": ("agent.public.cli", "build the public static site (public build)"),
 }
 
 

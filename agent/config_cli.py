@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config, read_yaml
+from agent.configfile import load_yaml
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport, load_agent_config
 from agent.errors import ConfigError
 
 EXIT_INVALID = 2
@@ -31,7 +32,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     path: Path = args.file
     try:
-        data = read_yaml(path)
+        data = load_yaml(path)
         if isinstance(data, dict) and "influxdb" in data:
             return _check_ingest(path)
         config = load_agent_config(path)
@@ -68,11 +69,8 @@ def _compare_with_inventory(config: AgentConfig, path: Path) -> int:
     return 0
 
 
-def _print_problems(exc: ConfigError) -> None:
-    for problem in exc.problems:
-        print(f"{exc.source}: {problem}", file=sys.stderr)
-    count = len(exc.problems)
-    print(f"{exc.source}: {count} problem{'s' if count != 1 else ''}, nothing was started", file=sys.stderr)
+def _print_problems(exc: ConfigError, what: str = "configuration") -> None:
+    print(exc.report(what), file=sys.stderr)
 
 
 def _check_ingest(path: Path) -> int:

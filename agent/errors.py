@@ -16,8 +16,15 @@ class ConfigError(TerrilError):
         super().__init__(f"{source}: " + "; ".join(problems))
 
     def report(self, what: str = "configuration") -> str:
-        """Every problem on its own line, for a person at a terminal (or journalctl)."""
-        return "\n".join([f"{self.source}: invalid {what}:", *(f"  {p}" for p in self.problems)])
+        """Every problem on its own line, for a person at a terminal (or journalctl).
+
+        The one format of every command that reads a config (``check-config``,
+        ``agent``, ``ingest``, ``rollup``, ``sim``…): ``source: key.path: reason``
+        per problem (so grep finds the file), then one summary line.
+        """
+        count = len(self.problems)
+        summary = f"{self.source}: invalid {what}: {count} problem{'s' if count != 1 else ''}, nothing was started"
+        return "\n".join([*(f"{self.source}: {p}" for p in self.problems), summary])
 
 
 class TransportError(TerrilError):

@@ -24,6 +24,13 @@ SCHEMA_VERSION = 1
 
 TOPIC_ROOT = "terril"
 """Default MQTT topic root (configurable per deployment)."""
+TOPIC_ROOT_PATTERN = r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*"
+"""A topic root: one or more levels of letters, digits, ``_`` and ``-`` (no wildcard, no empty level).
+
+The one rule for both sides: the agent's ``broker.topic_root`` and the
+ingest's ``topic_root`` accept exactly these, and :func:`parse_topic` parses
+every topic :class:`Topics` builds under any of them."""
+TOPIC_ROOT_RE = re.compile(rf"^{TOPIC_ROOT_PATTERN}$")
 
 DEADLETTER_SUBTOPIC = "_deadletter"
 TERRITORY_SITE = "_territory"
@@ -95,12 +102,22 @@ def ingest_health_topic(client_id: str, root: str = TOPIC_ROOT) -> str:
     return f"{root}/{INGEST_SUBTOPIC}/{safe}/health"
 
 
+def is_topic_root(value: object) -> bool:
+    """True when *value* is a topic root both the agent and the ingest accept (``TOPIC_ROOT_PATTERN``)."""
+    return isinstance(value, str) and TOPIC_ROOT_RE.fullmatch(value) is not None
+
+
 def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[str, str] | None:
-    """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != root or parts[2] not in TOPIC_KINDS:
+    """Split ``<root>/<site>/<kind>`` into ``(site, kind)``; None if it is not one of ours.
+
+    *root* may have several levels (``ville/terril``): what follows it must be exactly two.
+    """
+    if not topic.startswith(root) or topic[len(root):len(root) + 1] != "/":
         return None
-    return parts[1], parts[2]
+    parts = topic[len(root) + 1:].split("/")
+    if len(parts) != 2 or parts[1] not in TOPIC_KINDS:
+        return None
+    return parts[0], parts[1]
 
 
 STATUS_ONLINE = "online"
@@ -375,6 +392,80 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
 READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}
 """Which measurement a reading of each ``kind`` is written to."""
 
+# --------------------------------------------------------------------------- territory open data (yearly)
+
+_TERRITORY_COUNT = Bounds(0, 1e12)
+_TERRITORY_POWER = Bounds(0, 1e12)
+"""Installed power of a commune, or what it misses: far above one device's ``MAX_POWER_W``."""
+_SHARE = Bounds(0, 1e3)
+
+TERRITORY_AMOUNTS: tuple[tuple[str, str, str, Bounds | None], ...] = (
+    ("energy_wh", "Wh", "energy consumed (kind electricity, gas) or produced (kind production) in the year", None),
+    ("delivery_points", "", "delivery points (consumption)", _TERRITORY_COUNT),
+    ("sites", "", "production sites (Enedis production)", _TERRITORY_COUNT),
+    ("power_w", "W", "installed power (ODRÉ register, kind installations)", _TERRITORY_POWER),
+    ("installations", "", "installations (ODRÉ register)", _TERRITORY_COUNT),
+    ("produced_wh", "Wh", "annual energy produced (ODRÉ register; often masked for small installations)", None),
+    ("injected_wh", "Wh", "annual energy injected into the grid (ODRÉ register; self-consumption missing)", None),
+)
+"""Each amount of an open-data figure, written with ``<name>_masked``: how many of the cells it sums were
+masked (secret). The value is absent when every cell was masked: unknown, never 0."""
+
+TERRITORY_YEARLY = MeasurementSpec(
+    "territory_yearly",
+    ("commune", "source", "kind", "category", "edition"),
+    (
+        *(_f(name, unit, text, bounds) for name, unit, text, bounds in TERRITORY_AMOUNTS),
+        *(_i(f"{name}_masked", "", f"masked cells summed into {name}") for name, _, _, _ in TERRITORY_AMOUNTS),
+        _i("current", "", "1 while this edition (file) is the latest imported for its commune, year, source and kind"),
+    ),
+    "yearly open-data figures per commune (INSEE code), timestamp = 1 January of the year (local midnight); "
+    "kind: electricity | gas | production | installations; category: sector or energy source",
+)
+
+TERRITORY_IMPORT = MeasurementSpec(
+    "territory_import",
+    ("commune", "source", "kind"),
+    (
+        _s("edition", "first 12 hex digits of the SHA-256 of the file the figures come from"),
+        _s("file", "name of that file"),
+        _s("imported_at", "when it was imported (ISO 8601)"),
+        _s("year_from", "ODRÉ register: where the year came from (snapshot name, newest date, --year)"),
+    ),
+    "which file holds the current figures of a commune, year, source and kind (timestamp = the year)",
+)
+
+TERRITORY_BALANCE = MeasurementSpec(
+    "territory_balance",
+    ("commune",),
+    (
+        _f("consumption_wh", "Wh", "electricity consumed in the year (grid operators)"),
+        _i("consumption_complete", "", "0 when a sector was masked: the consumption is a lower bound"),
+        _f("renewable_production_wh", "Wh", "local renewable production in the year (grid operators)"),
+        _f("monitored_production_wh", "Wh", "production of the roofs terril monitors in the year"),
+        _f("renewable_share", "", "renewable production / electricity consumption", _SHARE),
+        _f("target_share", "", "share on the straight path from the baseline year's share to the target", _SHARE),
+        _f("missing_wh", "Wh", "renewable production still missing to reach the target share (>= 0)"),
+        _f("missing_peak_power_w", "W", "the same, as rooftop peak power at the fleet's specific yield",
+           _TERRITORY_POWER),
+        _f("missing_roofs", "", "the same, in roofs of the fleet's median peak power", _TERRITORY_COUNT),
+        _f("fleet_yield_kwh_per_kwp", "kWh/kWp", "specific yield of the monitored roofs over the last 365 days",
+           Bounds(0, 1e4)),
+    ),
+    "the energy-positive balance per commune and for the territory (commune=_territory), per year",
+)
+
+ENERGY_DAILY_COMMUNE = MeasurementSpec(
+    "energy_daily_commune",
+    ("commune",),
+    tuple(f for f in ENERGY_DAILY.fields),
+    "daily energy of the monitored sites of one commune (INSEE code), local-day buckets; "
+    "reference_consumption_wh: the day's share of the commune's latest imported annual consumption",
+)
+
+TERRITORY_MEASUREMENTS = (TERRITORY_YEARLY, TERRITORY_IMPORT, TERRITORY_BALANCE, ENERGY_DAILY_COMMUNE)
+MEASUREMENTS.update({m.name: m for m in TERRITORY_MEASUREMENTS})
+
 # SunSpec St (operating state) values, shared by models 101-103 and 111-113.
 STATE_OFF = 1
 STATE_SLEEPING = 2
@@ -398,22 +489,81 @@ STATE_NAMES = {
 # Device link status published in health and used in logs.
 LinkStatus = Literal["ok", "sleeping", "unreachable", "fault"]
 
+# --------------------------------------------------------------------------- field values
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""An InfluxDB integer field is 64 bits."""
+MAX_TEXT_CHARS = 1024
+"""Longest string field accepted (event text, site name)."""
+
+
+class FieldValueError(ValueError):
+    """A value that cannot be stored in its field; the message names ``measurement.field`` and the value."""
+
+
+def short(value: object) -> str:
+    """``repr`` of a value cut to 60 characters, for messages about hostile input."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def coerce_field(spec: MeasurementSpec, name: str, value: object) -> float | int | str:
+    """*value* as the type the schema fixes for field *name* of *spec*, or FieldValueError saying why.
+
+    The one definition of a field's type, used by the edge (``Reading.validate``),
+    the ingest's checks (``agent.central.validate``) and the writers
+    (``agent.central.points.make_point``): integers stay integers (``true`` is
+    not one) within 64 bits; numbers become finite floats; strings are at most
+    ``MAX_TEXT_CHARS`` characters of valid Unicode. Bounds are not checked here:
+    a value of the right type out of its range is the caller's to report.
+    """
+    fs = spec.fields_by_name.get(name)
+    if fs is None:
+        raise FieldValueError(f"{name!r} is not a field of {spec.name}")
+    where = f"{spec.name}.{name}"
+    if fs.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldValueError(f"{where} must be an integer, got {short(value)}")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise FieldValueError(f"{where} {value} does not fit in 64 bits")
+        return value
+    if fs.type == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FieldValueError(f"{where} must be a number, got {short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise FieldValueError(f"{where} is too large") from None
+        if not math.isfinite(number):
+            raise FieldValueError(f"{where} must be finite, got {number!r}")
+        return number
+    if not isinstance(value, str):
+        raise FieldValueError(f"{where} must be a string, got {short(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise FieldValueError(f"{where} is longer than {MAX_TEXT_CHARS} characters")
+    check_text(value, where)
+    return value
+
+
+def check_text(value: str, where: str) -> None:
+    """JSON allows lone surrogates (``"\\ud800"``) that cannot be written back as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldValueError(f"{where} holds characters that are not valid Unicode") from None
+
+
+def out_of_bounds(spec: MeasurementSpec, name: str, value: float | int | str) -> str | None:
+    """Why *value* (already coerced) is physically impossible for its field, or None when it is possible."""
+    fs = spec.fields_by_name[name]
+    if fs.bounds is None or isinstance(value, str) or value in fs.bounds:
+        return None
+    unit = f" {fs.unit}" if fs.unit else ""
+    return (f"{spec.name}.{name} {short(value)} is impossible "
+            f"(possible: {fs.bounds.low:g} to {fs.bounds.high:g}{unit})")
+
+
 # --------------------------------------------------------------------------- payloads
-
-
-def _check_fields(kind: str, fields: dict[str, Any]) -> None:
-    spec = READING_MEASUREMENT[kind]
-    known = spec.fields_by_name
-    for name, value in fields.items():
-        fs = known.get(name)
-        if fs is None:
-            raise ValueError(f"field {name!r} is not a field of {spec.name}")
-        if fs.type == "int":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"field {spec.name}.{name} must be an integer, got {value!r}")
-        elif fs.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"field {spec.name}.{name} must be a finite number, got {value!r}")
 
 
 @dataclass
@@ -434,14 +584,21 @@ class Reading:
     """MPPT string id (``kind == "mppt"`` only): becomes the ``string`` tag."""
 
     def validate(self) -> None:
-        """Raise ValueError if the reading breaks the schema (used by tests and the ingest)."""
+        """Raise ValueError if the reading breaks the schema's shape and field types.
+
+        The tests run it on every reading a driver decodes; the ingest checks what
+        it receives with the same :func:`coerce_field` (plus bounds and timestamps)
+        in ``agent.central.validate``.
+        """
         if not is_slug(self.device):
             raise ValueError(f"device {self.device!r} is not a slug")
         if self.kind not in READING_KINDS:
             raise ValueError(f"kind {self.kind!r} is not one of {READING_KINDS}")
         if (self.kind == "mppt") != (self.string is not None):
             raise ValueError("string is required for mppt readings and only for them")
-        _check_fields(self.kind, self.fields)
+        spec = READING_MEASUREMENT[self.kind]
+        for name, value in self.fields.items():
+            coerce_field(spec, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.device, "kind": self.kind}

@@ -37,9 +37,10 @@ from agent.schema import (
     SITE_DEVICE,
     SITE_INFO,
     STATE_FAULT,
+    STATE_NAMES,
     STRING_DAILY,
     TECHNOLOGY_DAILY,
-    STATE_NAMES,
+    TERRITORY_BALANCE,
     TERRITORY_SITE,
 )
 
@@ -75,6 +76,21 @@ for _m, _names in ((MPPT, ("dc_power_w",)), (METER, ("power_w",)), (EVENT, ("act
                    (ENERGY_DAILY, ("production_wh", "consumption_wh", "import_wh", "export_wh",
                                    "reference_consumption_wh"))):
     assert set(_names) <= set(_m.fields_by_name), (_m.name, _names)
+
+BALANCE = TERRITORY_BALANCE.name
+assert {"consumption_wh", "renewable_production_wh", "monitored_production_wh", "renewable_share", "target_share",
+        "missing_wh", "missing_peak_power_w", "missing_roofs"} <= set(TERRITORY_BALANCE.fields_by_name)
+BALANCE_TERRITORY = f"\"commune\" = '{TERRITORY_SITE}'"
+YEARLY = [{"id": "formatTime", "options": {"timeField": "Time", "outputFormat": "YYYY", "useTimezone": True}}]
+"""Yearly rows sit at 1 January, local midnight: shown as the year."""
+Q_BALANCE_PER_YEAR = (
+    f'SELECT "consumption_wh", "renewable_production_wh", "monitored_production_wh" FROM "{BALANCE}" '
+    f'WHERE {BALANCE_TERRITORY} AND $timeFilter'
+)
+Q_TRAJECTORY = f'SELECT "renewable_share", "target_share" FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}'
+"""The whole path to the target year, whatever the time range (the target lies in the future)."""
+TRAJECTORY_SETUP = ("Filled by `terril territory import` (open data of the grid operators per commune) and refreshed "
+                    "by every rollup; the target and baseline year come from the inventory (sites.yaml).")
 
 SITE_RE = '"site" =~ /^$site$/'
 DEVICE_RE = '"device" =~ /^$device$/'
@@ -417,6 +433,29 @@ def energy_positive() -> dict[str, Any]:
               [target("A", f'SELECT "production_wh" AS "production", "consumption_wh" AS "consumption", '
                            f'"import_wh" AS "import", "export_wh" AS "export" FROM "{DAILY}" WHERE {TERRITORY} AND '
                            f'$timeFilter', ds)], ds, w=12, h=8),
+        panel(L, "barchart", "Balance per year: consumption and renewable production", "Per year, for the whole "
+              "territory: electricity consumption and local renewable production (solar, wind, hydro, bioenergy) "
+              "from the grid operators' open data, and the production of the roofs terril monitors. "
+              + TRAJECTORY_SETUP, "watth", [target("A", Q_BALANCE_PER_YEAR, ds, fmt="table")], ds, w=12, h=9,
+              time_from="30y", transformations=YEARLY),
+        panel(L, "barchart", "Trajectory: renewable share and target path", "Renewable share per year (local "
+              "renewable production / electricity consumption) next to the target path: a straight line from "
+              "the baseline year's share to the target share in the target year, every year up to the target "
+              "(the whole path, whatever the time range). " + TRAJECTORY_SETUP, "percentunit",
+              [target("A", Q_TRAJECTORY, ds, fmt="table")], ds, w=12, h=9, transformations=YEARLY),
+        panel(L, "stat", "Still missing: energy per year", "Renewable production still missing to reach the "
+              "target share, in the latest year with a known consumption: target share x consumption - renewable "
+              "production. " + TRAJECTORY_SETUP, "watth",
+              [target("A", f'SELECT last("missing_wh") FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}', ds)], ds,
+              w=8, no_value="no consumption imported"),
+        panel(L, "stat", "Still missing: rooftop peak power", "The missing energy as rooftop solar peak power, "
+              "at the specific yield the monitored roofs measured over the last 365 days (kWh per kWp per year).",
+              "watt", [target("A", f'SELECT last("missing_peak_power_w") FROM "{BALANCE}" WHERE '
+                                   f'{BALANCE_TERRITORY}', ds)], ds, w=8, no_value="no consumption imported"),
+        panel(L, "stat", "Still missing: roofs", "The missing peak power in roofs the size of the fleet's median "
+              "roof (the inventory's peak powers).", "none",
+              [target("A", f'SELECT last("missing_roofs") FROM "{BALANCE}" WHERE {BALANCE_TERRITORY}', ds)], ds,
+              w=8, decimals=0, no_value="no consumption imported"),
     ]
     return dashboard("terril-energy-positive", "terril — Energy-positive trajectory", "For elected officials: "
                      "production against the territory's consumption, per month and year, and the share covered.",
@@ -431,39 +470,40 @@ def public() -> dict[str, Any]:
     citizen = (f'(SELECT last("panels") AS "panels", last("peak_power_w") AS "peak" FROM "{INFO}" '
                f'WHERE "owner" = \'citizen\' GROUP BY "site")')
     panels = [
-        panel(L, "stat", "Produced today, so far", "Solar energy produced by every roof of the town since "
-              "midnight, updated every 5 minutes.", "watth",
+        panel(L, "stat", "Produit aujourd'hui", "Énergie solaire produite par tous les toits de la commune "
+              "depuis minuit, mise à jour toutes les 5 minutes.", "watth",
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/d"),
-        panel(L, "stat", "Produced this year", "Solar energy produced since 1 January.", "watth",
+        panel(L, "stat", "Produit cette année", "Énergie solaire produite depuis le 1er janvier.", "watth",
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/y"),
-        panel(L, "stat", "Share of the town's consumption", "This year's solar production divided by the town's "
-              "consumption over the same days, up to yesterday (today is not over). For the administrators: "
-              + SHARE_SETUP, "percentunit",
+        panel(L, "stat", "Part de la consommation couverte", "Production solaire de l'année divisée par la "
+              "consommation d'électricité de la commune sur les mêmes jours, jusqu'à hier (aujourd'hui n'est pas "
+              "fini). Pour les administrateurs : " + SHARE_SETUP, "percentunit",
               [target("A", Q_SHARE_COMPLETE_DAYS, ds)], ds, time_from="now/y", decimals=2,
-              no_value="not available yet"),
-        panel(L, "stat", "CO₂ avoided this year", f"This year's production times {CO2_KG_PER_KWH} kg CO₂e per kWh "
-              "(ADEME, average French electricity mix): emissions of the grid electricity the solar kWh replace.",
+              no_value="pas encore disponible"),
+        panel(L, "stat", "CO₂ évité cette année", f"Production de l'année multipliée par {CO2_KG_PER_KWH} kg CO₂e "
+              "par kWh (ADEME, mix électrique moyen français) : émissions de l'électricité du réseau que les kWh "
+              "solaires remplacent. Le réseau français est déjà peu carboné : le gain est modeste.",
               "masskg", [target("A", f'SELECT sum("production_wh") * {kg_per_wh:.9f} FROM "{DAILY}" WHERE '
                                      f'{TERRITORY} AND $timeFilter', ds)], ds, time_from="now/y", decimals=0),
-        panel(L, "stat", "Solar sites", "Number of roofs with solar panels monitored by the town.", "none",
+        panel(L, "stat", "Toits solaires", "Nombre de toits équipés de panneaux suivis par la commune.", "none",
               [target("A", f'SELECT count("panels") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Solar panels", "Number of solar panels on all the roofs.", "none",
+        panel(L, "stat", "Panneaux solaires", "Nombre de panneaux sur tous les toits.", "none",
               [target("A", f'SELECT sum("panels") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Installed power", "Peak power of all the roofs.", "watt",
+        panel(L, "stat", "Puissance installée", "Puissance crête de tous les toits.", "watt",
               [target("A", f'SELECT sum("peak") FROM {site_last}', ds)], ds),
-        panel(L, "stat", "Citizen roofs", "Roofs owned by inhabitants (site_info owner = citizen): sites and "
-              "panels.", "none",
+        panel(L, "stat", "Toits des habitants", "Toits appartenant aux habitants (site_info owner = citizen) : "
+              "toits et panneaux.", "none",
               [target("A", f'SELECT count("panels") AS "sites", sum("panels") AS "panels" FROM {citizen}', ds)], ds),
-        panel(L, "stat", "Citizen roofs: installed power", "Peak power of the roofs owned by inhabitants.", "watt",
+        panel(L, "stat", "Toits des habitants : puissance installée", "Puissance crête des toits des habitants.", "watt",
               [target("A", f'SELECT sum("peak") FROM {citizen}', ds)], ds),
-        panel(L, "barchart", "Production per day", "Solar energy produced each day of the last 30 days.", "watth",
+        panel(L, "barchart", "Production par jour", "Énergie solaire produite chaque jour des 30 derniers jours.", "watth",
               [target("A", f'SELECT "production_wh" AS "production" FROM "{DAILY}" WHERE {TERRITORY} AND '
                            f'$timeFilter', ds, fmt="table")], ds, w=18, h=8, time_from="30d"),
     ]
-    return dashboard("terril-public", "Le soleil de la ville — production solaire", "Public panel: what the "
-                     "town's roofs produce. Reads only the daily aggregates and the site list.",
+    return dashboard("terril-public", "Le soleil de la ville — production solaire", "Panneau public : ce que "
+                     "produisent les toits de la commune. Ne lit que les agrégats quotidiens et la liste des toits.",
                      panels, "now/y", editable=False, refresh="15m", tags=("terril", "public"))
 
 

@@ -447,7 +447,41 @@ def build_town() -> Town:
         town.daily[(TERRITORY_SITE, d)] = terr
     for (slug, d), row in town.daily.items():
         town.lines.append(make_point("energy_daily", {"site": slug}, row, ms(local_midnight(d))).to_line())
+    for year, row in territory_balance_rows().items():
+        town.lines.append(make_point("territory_balance", {"commune": TERRITORY_SITE}, row,
+                                     ms(local_midnight(date(year, 1, 1)))).to_line())
     return town
+
+
+BALANCE_YEARS = {  # year: (electricity consumption, renewable production, monitored production), Wh
+    2019: (36.0e9, 5.4e9, None),
+    2020: (34.5e9, 6.0e9, None),
+    2021: (35.5e9, 6.9e9, 0.21e9),
+    2022: (35.0e9, 7.7e9, 0.48e9),
+    2023: (34.0e9, 8.5e9, 0.52e9),
+}
+TARGET_YEAR, TARGET_SHARE, BASELINE_YEAR = 2050, 1.0, 2019
+FLEET_YIELD = 950.0  # kWh/kWp/year
+MEDIAN_ROOF_W = 36000.0
+
+
+def territory_balance_rows() -> dict[int, dict[str, float]]:
+    """What ``terril territory import`` writes for the territory: open-data years, then the target path."""
+    baseline = BALANCE_YEARS[BASELINE_YEAR][1] / BALANCE_YEARS[BASELINE_YEAR][0]
+    rows: dict[int, dict[str, float]] = {}
+    for year in range(BASELINE_YEAR, TARGET_YEAR + 1):
+        row = {"target_share": baseline + (TARGET_SHARE - baseline) * (year - BASELINE_YEAR)
+               / (TARGET_YEAR - BASELINE_YEAR)}
+        if year in BALANCE_YEARS:
+            consumed, renewable, monitored = BALANCE_YEARS[year]
+            row.update(consumption_wh=consumed, renewable_production_wh=renewable, renewable_share=renewable / consumed)
+            if monitored is not None:
+                row["monitored_production_wh"] = monitored
+            missing = TARGET_SHARE * consumed - renewable
+            row.update(missing_wh=missing, missing_peak_power_w=missing / FLEET_YIELD,
+                       missing_roofs=missing / FLEET_YIELD / MEDIAN_ROOF_W, fleet_yield_kwh_per_kwp=FLEET_YIELD)
+        rows[year] = row
+    return rows
 
 
 # ---------------------------------------------------------------- InfluxDB 1.x HTTP helpers

@@ -72,3 +72,31 @@ def test_queue_is_sized_for_a_day_of_ingest_outage() -> None:
     assert int(settings["max_queued_messages"]) >= 50 * 4 * 8640
     assert settings["allow_anonymous"] == "false"
     assert settings["plugin"].endswith("/mosquitto_dynamic_security.so")
+
+
+def test_certs_keep_the_ca_and_renew_the_server_certificate(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    args = ["broker", "certs", "--host", "mqtt.ville.fr", "--host", "192.0.2.10", "--ca", str(tmp_path / "ca.pem"),
+            "--ca-key", str(tmp_path / "ca.key"), "--out", str(tmp_path / "certs"), "--key-group", ""]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TERRIL), *args], capture_output=True, text=True, timeout=60, check=False)
+
+    first = run()
+    assert first.returncode == 0 and "created CA" in first.stdout, first.stderr
+    ca, server = (tmp_path / "ca.pem").read_bytes(), (tmp_path / "certs" / "server.pem").read_bytes()
+    assert (tmp_path / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "certs" / "server.key").stat().st_mode & 0o777 == 0o640
+    second = run()
+    assert second.returncode == 0 and "kept CA" in second.stdout
+    assert (tmp_path / "ca.pem").read_bytes() == ca and (tmp_path / "certs" / "server.pem").read_bytes() != server
+    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(tmp_path / "certs" / "server.pem")],
+                          capture_output=True, text=True, check=True).stdout
+    assert "DNS:mqtt.ville.fr" in text and "IP Address:192.0.2.10" in text
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.pem"),
+                             str(tmp_path / "certs" / "server.pem")], capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stderr
+    (tmp_path / "ca.key").unlink()  # half a CA: refuse rather than silently make a new one
+    lost = run()
+    assert lost.returncode == 1 and "only one of" in lost.stderr and "Traceback" not in lost.stderr

@@ -149,18 +149,14 @@ class Central:
 def central() -> Iterator[Central]:
     broker = DebianBroker()
     try:
-        made = broker.terril("broker", "certs", "--host", "localhost", "--host", "127.0.0.1", "--ca", str(broker.ca),
-                             "--ca-key", str(broker.terril_etc / "ca.key"), "--out", str(broker.etc / "certs"))
-        assert made.returncode == 0, made.stderr
-        init = broker.terril("broker", "init", "--dynsec-file", str(broker.dynsec_file),
-                             "--admin-password-file", str(broker.admin_password_file))
-        assert init.returncode == 0, init.stderr
-        broker.install_conf()
-        broker.start()
         ingest_pass = broker.terril_etc / "ingest.pass"
-        added = broker.terril("broker", "add-ingest", "--client-id", INGEST_ID, "--password-out", str(ingest_pass),
-                              *broker.admin_options())
-        assert added.returncode == 0, added.stderr + broker.log()
+        broker.run_readme_setup({
+            "certs": ["--host", "127.0.0.1", "--ca", str(broker.ca), "--ca-key", str(broker.terril_etc / "ca.key"),
+                      "--out", str(broker.etc / "certs")],
+            "init": ["--dynsec-file", str(broker.dynsec_file),
+                     "--admin-password-file", str(broker.admin_password_file)],
+            "add-ingest": ["--client-id", INGEST_ID, *broker.admin_options()],
+        }, hosts={"mqtt.ville.fr": "localhost"})
         assert ingest_pass.stat().st_mode & 0o777 == 0o640
         central = Central(broker)
         central.passwords["ingest"] = ingest_pass.read_text().strip()

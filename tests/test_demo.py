@@ -72,6 +72,12 @@ def test_demo_runs_the_town_end_to_end_and_stops_everything(tmp_path: Path) -> N
     assert result["sites"][SILENT_SITE]["silent"] == [SILENT_DEVICE]
     assert result["sites"][FAULT_SITE]["silent"] == []
 
+    # The ingest built the public site (public: in the demo's ingest.yaml) and the demo served it.
+    assert "public site   http://127.0.0.1:" in proc.stdout
+    index = (run_dir / "public" / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="fr">' in index and (run_dir / "public" / "en" / "index.html").is_file()
+    assert "build failed" not in (run_dir / "logs" / "ingest.log").read_text(encoding="utf-8")
+
     # Nothing left running: every child the demo reports has exited.
     pids = result["pids"]
     assert {"mosquitto", "influxd", "ingest", *(f"agent-{s}" for s in expected_sites)} <= set(pids)
@@ -84,6 +90,9 @@ def test_demo_runs_the_town_end_to_end_and_stops_everything(tmp_path: Path) -> N
         assert (run_dir / "logs" / f"agent-{slug}.log").stat().st_size > 0
     assert (run_dir / "logs" / "ingest.log").is_file()
     assert "Grafana" in proc.stdout and result["influxdb"]["url"] in proc.stdout
+    # The demo town's open data was imported: the energy balance has a share and a target.
+    assert result["open_data"]["exit"] == 0 and result["open_data"]["files"] == 3, result["open_data"]
+    assert 0 < result["open_data"]["renewable_share"] < 1 and result["open_data"]["target_year"] == 2050
 
 
 def test_demo_rejects_a_site_count_outside_the_town() -> None:

@@ -399,6 +399,32 @@ def test_energy_positive_month_year_and_share(influx: InfluxServer, town: Town) 
     assert series[-1][1] == pytest.approx(share_with_today, rel=1e-9)
 
 
+def test_trajectory_panels(influx: InfluxServer) -> None:
+    from tests.grafana_seed import BALANCE_YEARS, territory_balance_rows
+
+    truth = territory_balance_rows()
+    dash, p = find_panel("energy-positive", "Balance per year: consumption and renewable production")
+    assert [tr["id"] for tr in p["transformations"]] == ["formatTime"]
+    series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
+    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:]))
+           for row in series["values"]}
+    assert set(got) == set(BALANCE_YEARS)  # the target path's future years carry no balance
+    for year, (consumed, renewable, monitored) in BALANCE_YEARS.items():
+        assert got[year] == {"consumption_wh": consumed, "renewable_production_wh": renewable,
+                             "monitored_production_wh": monitored}
+    dash, p = find_panel("energy-positive", "Trajectory: renewable share and target path")
+    series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
+    years = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: row[1:] for row in series["values"]}
+    assert sorted(years) == list(range(2019, 2051))  # the whole path, beyond the time range
+    assert years[2050][1] == 1.0 and years[2019][1] == pytest.approx(5.4 / 36)
+    assert years[2022][0] == pytest.approx(7.7 / 35) and years[2030][0] is None
+    for title, name in (("Still missing: energy per year", "missing_wh"),
+                        ("Still missing: rooftop peak power", "missing_peak_power_w"),
+                        ("Still missing: roofs", "missing_roofs")):
+        dash, p = find_panel("energy-positive", title)
+        assert single_value(run_panel(influx, dash, p, p["targets"][0])) == pytest.approx(truth[2023][name])
+
+
 def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
     t = TERRITORY_SITE
     today, year_first = DAY_EVAL.date(), date(2024, 1, 1)
@@ -408,27 +434,27 @@ def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
         dash, p = find_panel("public", title)
         return run_panel(influx, dash, p, p["targets"][0])
 
-    assert single_value(value("Produced today, so far")) == pytest.approx(town.daily[(t, today)]["production_wh"])
-    assert single_value(value("Produced this year")) == pytest.approx(year, rel=1e-9)
+    assert single_value(value("Produit aujourd'hui")) == pytest.approx(town.daily[(t, today)]["production_wh"])
+    assert single_value(value("Produit cette année")) == pytest.approx(year, rel=1e-9)
     yesterday = today - timedelta(days=1)
-    assert single_value(value("Share of the town's consumption")) == pytest.approx(
+    assert single_value(value("Part de la consommation couverte")) == pytest.approx(
         town.daily_sum(t, "production_wh", year_first, yesterday)
         / town.daily_sum(t, "reference_consumption_wh", year_first, yesterday), rel=1e-9)
-    assert single_value(value("CO₂ avoided this year")) == pytest.approx(year / 1000 * build.CO2_KG_PER_KWH, rel=1e-9)
-    assert single_value(value("Solar sites")) == len(SITES)
-    assert single_value(value("Solar panels")) == sum(s.panels for s in SITES)
-    assert single_value(value("Installed power")) == sum(s.peak_power_w for s in SITES)
+    assert single_value(value("CO₂ évité cette année")) == pytest.approx(year / 1000 * build.CO2_KG_PER_KWH, rel=1e-9)
+    assert single_value(value("Toits solaires")) == len(SITES)
+    assert single_value(value("Panneaux solaires")) == sum(s.panels for s in SITES)
+    assert single_value(value("Puissance installée")) == sum(s.peak_power_w for s in SITES)
     citizen = [s for s in SITES if s.owner == "citizen"]
-    row = value("Citizen roofs")["results"][0]["series"][0]
+    row = value("Toits des habitants")["results"][0]["series"][0]
     assert dict(zip(row["columns"][1:], row["values"][0][1:])) == {
         "sites": len(citizen), "panels": sum(s.panels for s in citizen)}
-    assert single_value(value("Citizen roofs: installed power")) == sum(s.peak_power_w for s in citizen)
+    assert single_value(value("Toits des habitants : puissance installée")) == sum(s.peak_power_w for s in citizen)
 
 
 SHARE_PANELS = [("energy-positive", "Energy-positive share this year"),
                 ("energy-positive", "Share over the last 12 months"),
                 ("energy-positive", "Cumulative energy-positive share"),
-                ("public", "Share of the town's consumption")]
+                ("public", "Part de la consommation couverte")]
 REFERENCE_SETTING = "rollup.territory_consumption_wh_per_year"
 
 
@@ -456,7 +482,7 @@ def test_share_panels_without_reference_say_what_to_configure(influx: InfluxServ
         if dash_name != "public":  # the technical dashboards name the setting on the panel itself
             assert REFERENCE_SETTING in no_value, title
     # the production panels do not depend on it
-    dash, p = find_panel("public", "Produced this year")
+    dash, p = find_panel("public", "Produit cette année")
     assert has_data(run_panel(influx, dash, p, p["targets"][0], db="noref"))
 
 

@@ -30,19 +30,19 @@ def test_every_problem_at_once_with_key_paths() -> None:
         }, "ingest.yaml")
     problems = exc.value.problems
     assert any(p.startswith("broker.port:") for p in problems)
-    assert "broker.colour: unknown key" in problems
+    assert any(p.startswith("broker.colour: unknown key") for p in problems)
     assert any(p.startswith("batch.max_points:") for p in problems)
-    assert any(p.startswith("influxdb:") and "url" in p for p in problems)
+    assert any(p.startswith("influxdb.url:") for p in problems)
     assert any("Europe/Lille" in p for p in problems)
 
 
 def test_api_specific_keys_are_checked() -> None:
     with pytest.raises(ConfigError) as exc:
         parse_ingest_config({"influxdb": {"api": "v1", "url": "http://x", "database": "d", "bucket": "b"}})
-    assert exc.value.problems == ["influxdb: bucket: only for api v2 (v1 uses database, username, password)"]
+    assert exc.value.problems == ["influxdb.bucket: only for api v2 (v1 uses database, username, password)"]
     with pytest.raises(ConfigError) as exc:
         parse_ingest_config({"influxdb": {"api": "v2", "url": "http://x", "org": "o"}})
-    assert exc.value.problems == ["influxdb: api v2 needs bucket"]
+    assert exc.value.problems == ["influxdb.bucket: required key missing with api v2"]
 
 
 def test_secrets_come_from_files_and_never_show(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_ingest_config({"influxdb": {"api": "v1", "url": "http://x", "database": "d", "username": "u",
                                           "password_file": str(tmp_path / "nope")}})
-    assert exc.value.problems[0].startswith("influxdb: cannot read password file")
+    assert exc.value.problems[0] == f"influxdb.password_file: file {tmp_path / 'nope'} does not exist"
 
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     path.write_text("influxdb:\n  api: v1\n  url: [\n")
     with pytest.raises(ConfigError) as exc:
         load_ingest_config(path)
-    assert "not valid YAML" in exc.value.problems[0] and exc.value.problems[0].startswith("line ")
+    assert "YAML syntax error" in exc.value.problems[0] and exc.value.problems[0].startswith("line ")
 
 
 ROOT = Path(__file__).parent.parent

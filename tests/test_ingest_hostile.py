@@ -113,9 +113,9 @@ def test_retained_garbage_and_health_without_ts_are_not_replayed_at_each_restart
     for _ in range(2):  # each restart re-subscribes; Mosquitto re-sends the three retained messages
         time.sleep(0.01)  # a row stamped on receipt would get a new millisecond
         with IngestThread(config) as ingest:
-            wait_until(lambda: ingest.stats.settled >= 3, what="retained copies settled")  # noqa: B023
+            wait_until(lambda: ingest.stats.settled >= 3, what="retained copies settled")
             publish_all(mosquitto.port, [readings_message("mairie", [reading("ond-1", T0)])])
-            wait_until(lambda: ingest.stats.settled >= 4, what="reading settled")  # noqa: B023
+            wait_until(lambda: ingest.stats.settled >= 4, what="reading settled")
             assert ingest.stats.deadletters == 0
             assert ingest.stats.retained_not_stored == 2
             assert ingest.health_document()["retained_not_stored"] == 2

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.cli import COMMANDS
 
@@ -78,3 +82,81 @@ def test_every_documented_terril_command_exists(tmp_path: Path) -> None:
         result = subprocess.run(["terril", *words, "--help"], env=env, capture_output=True, text=True, timeout=60,
                                 check=False)
         assert result.returncode == 0, (words, result.stderr)
+
+
+def _prefix_tree() -> Path:
+    """A world-traversable tree holding copies of the account files, for ``useradd --prefix``."""
+    root = Path(tempfile.mkdtemp(prefix="terril-pi-"))
+    os.chmod(root, 0o755)
+    (root / "etc").mkdir()
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs"):
+        if Path("/etc", name).exists():
+            shutil.copy2(Path("/etc", name), root / "etc" / name)
+    (root / "usr" / "local" / "bin").mkdir(parents=True)  # present on every Debian system
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_pi_install_block_as_written_then_check_config_as_the_service(tmp_path: Path) -> None:
+    """The README's Pi block, line by line (paths moved under a tree, ``useradd --prefix`` so the
+    machine's accounts are untouched, a real ``pip install`` of this checkout), then steps 2-3:
+    the password file as documented and ``terril check-config`` through the PATH, as root and as
+    the ``terril`` user the unit runs it as."""
+    root = _prefix_tree()
+    try:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")  # check-config only needs it readable
+        moves = {"/opt/terril": f"{root}/opt/terril", "/usr/local/bin": f"{root}/usr/local/bin",
+                 "/etc/terril": f"{root}/etc/terril", "/path/to/terril": str(ROOT)}
+
+        def move(word: str) -> str:
+            if word == "ca.pem":  # the file brought from the central server
+                return str(ca)
+            for old, new in moves.items():
+                if word.startswith(old):
+                    return new + word[len(old):]
+            return word
+
+        for line in sh_blocks(section("Installing the agent on a Raspberry Pi"))[0].splitlines():
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            assert words[0] == "sudo", line
+            words = words[1:]
+            if words[:2] == ["apt-get", "install"]:
+                continue  # python3-venv: this test's own `python3 -m venv` needs it
+            if words[0] == "useradd":
+                words = ["useradd", "--prefix", str(root), *words[1:]]
+            words = [move(w) for w in words]
+            done = subprocess.run(words, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, f"{line}: {done.stderr[-2000:]}"
+
+        account = next(ln.split(":") for ln in (root / "etc" / "passwd").read_text().splitlines()
+                       if ln.startswith("terril:"))
+        uid, gid = account[2], account[3]
+        dialout = next(ln for ln in (root / "etc" / "group").read_text().splitlines() if ln.startswith("dialout:"))
+        assert dialout.split(":")[3].split(",").count("terril") == 1
+        password_step = "sudo install -m 0640 -o root -g terril /dev/null /etc/terril/mqtt.pass"
+        assert password_step in README
+        words = [move(w) for w in shlex.split(password_step)[1:]]
+        subprocess.run([gid if w == "terril" else w for w in words], check=True, timeout=30)
+        password = root / "etc" / "terril" / "mqtt.pass"
+        password.write_text("from-terril-broker-add-site\n")
+        config_path = root / "etc" / "terril" / "agent.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        config["broker"].update(username="mairie", password_file=str(password),
+                                tls={"ca": str(root / "etc" / "terril" / "ca.pem")})
+        config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
+
+        env = {**os.environ, "PATH": f"{root}/usr/local/bin:/usr/bin:/bin"}
+        as_root = subprocess.run(["terril", "check-config", str(config_path)], env=env, capture_output=True,
+                                 text=True, timeout=60, check=False)
+        assert as_root.returncode == 0, as_root.stderr
+        as_service = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                                     "terril", "check-config", str(config_path)],
+                                    env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert as_service.returncode == 0, as_service.stderr
+        assert "client id terril-mairie" in as_service.stdout
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -139,7 +139,7 @@ def test_register_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path
     os.mkfifo(fifo)
     with pytest.raises(ConfigError) as exc:
         load_newborns(fifo)
-    assert exc.value.problems == ["(file): not a regular file"]
+    assert exc.value.problems == [f"{fifo} is a named pipe (FIFO), not a regular file"]
 
 
 def test_ingest_config_names_the_inventory_relative_to_itself(tmp_path: Path) -> None:

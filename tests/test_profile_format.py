@@ -87,23 +87,23 @@ BROKEN = [
     ("registers.0.field", "dc_power_kw", "registers[0].field: 'dc_power_kw' is not a field of mppt"),
     ("registers.5.field", "power_w", "registers[5].field: 'power_w' is not a field of inverter"),
     ("registers.5.field", "state", "registers[5].field: 'state' is an integer field; map it with the state: block"),
-    ("registers.0.type", "u8", "registers[0].type: Input should be"),
+    ("registers.0.type", "u8", "registers[0].type: expected one of u16, i16"),
     ("registers.0.type", "str", "registers[0].length: a str value needs its length"),
     ("registers.0.length", 2, "registers[0].length: only str values have a length"),
     ("registers.0.word_order", "little", "registers[0].word_order: i16 is one register"),
     ("registers.0.scale", 0, "registers[0].scale: must be a finite number other than 0"),
     ("registers.4.unit", "kWh", "registers[4].unit: 'kWh' cannot feed dc_power_w"),
     ("registers.8.combine", _DELETE, "several registers feed ac_current_a; give each of them 'combine: sum'"),
-    ("registers.0.address", 70000, "registers[0].address: Input should be less than or equal to 65535"),
-    ("state.values.512.st", "RUNNING", "state.values[512].st: Value error, unknown SunSpec state 'RUNNING'"),
+    ("registers.0.address", 70000, "registers[0].address: expected an integer 0–65535, got 70000"),
+    ("state.values.512.st", "RUNNING", "state.values[512].st: unknown SunSpec state 'RUNNING'"),
     ("state.values.769.st", False, "YAML reads a bare OFF as false"),
     ("events.0.bits.9.sunspec", "GRID_OVERVOLTAGE", "events[0].bits.9.sunspec: 'GRID_OVERVOLTAGE' is not a SunSpec Evt1 bit"),
     ("events.0.bits.16", {"code": "X", "text": "y"}, "events[0].bits.16: a u16 has bits 0..15"),
-    ("events.0.bits.3.code", "has space", "events[0].bits[3].code: String should match pattern"),
-    ("metadata.kind", "battery", "metadata.kind: Input should be 'inverter' or 'meter'"),
-    ("metadata.documentation.url", "huawei.com", "metadata.documentation.url: String should match pattern"),
-    ("defaults.max_registers", 200, "defaults.max_registers: Input should be less than or equal to 125"),
-    ("registers", [], "registers: Tuple should have at least 1 item"),
+    ("events.0.bits.3.code", "has space", "events[0].bits[3].code: expected text matching"),
+    ("metadata.kind", "battery", "metadata.kind: expected one of inverter or meter, got \"battery\""),
+    ("metadata.documentation.url", "huawei.com", "metadata.documentation.url: expected text matching"),
+    ("defaults.max_registers", 200, "defaults.max_registers: expected an integer 1–125, got 200"),
+    ("registers", [], "registers: must contain at least one entry"),
     ("identity.rated_power_w.type", "str", "identity.rated_power_w.type: rated power is a number"),
 ]
 
@@ -144,10 +144,10 @@ def test_name_key_top_level_and_yaml_errors(tmp_path: Path) -> None:
     bad.write_text("metadata: [unclosed\n", encoding="utf-8")
     with pytest.raises(ProfileError) as info:
         load_profile_file(bad)
-    assert info.value.source == "bad.yaml" and "not valid YAML" in info.value.problems[0]
+    assert info.value.source == "bad.yaml" and "YAML syntax error" in info.value.problems[0]
     with pytest.raises(ProfileError) as info:
         load_profile_file(tmp_path / "missing.yaml")
-    assert "cannot read" in info.value.problems[0]
+    assert "missing.yaml does not exist" in info.value.problems[0]
 
 
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:

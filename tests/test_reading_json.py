@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.edge.forwarder import _reading_json_reference, reading_json
+from agent.encoding import reading_json, reading_json_reference
 from agent.schema import READING_MEASUREMENT, Reading
 
 FLOATS = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 1e16, 1e-7, 123.4, 5e-324])
@@ -33,7 +33,7 @@ def readings(draw: st.DrawFn) -> Reading:
 @settings(max_examples=400, deadline=None)
 @given(readings())
 def test_reading_json_is_what_the_json_module_writes(reading: Reading) -> None:
-    assert reading_json(reading) == _reading_json_reference(reading)
+    assert reading_json(reading) == reading_json_reference(reading)
     assert reading_json(reading) == json.dumps(reading.to_dict(), separators=(",", ":"), ensure_ascii=False,
                                                allow_nan=False)
 
@@ -41,13 +41,13 @@ def test_reading_json_is_what_the_json_module_writes(reading: Reading) -> None:
 def test_same_errors_as_the_json_module() -> None:
     bad = Reading(device="ond", kind="inverter", ts=1, fields={"no_such_field": 1.0})
     with pytest.raises(KeyError):
-        _reading_json_reference(bad)
+        reading_json_reference(bad)
     with pytest.raises(KeyError):
         reading_json(bad)
     for value in (math.nan, math.inf, -math.inf):
         nan = Reading(device="ond", kind="inverter", ts=1, fields={"ac_power_w": value})
         with pytest.raises(ValueError):
-            _reading_json_reference(nan)
+            reading_json_reference(nan)
         with pytest.raises(ValueError):
             reading_json(nan)
 

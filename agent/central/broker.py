@@ -24,12 +24,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from agent.central import certs, dynsec
+from agent.central.config import _default_client_id as default_ingest_client_id
 from agent.schema import SLUG_RE, TOPIC_ROOT
 
 RESERVED_USERS = frozenset({dynsec.INGEST_USER, dynsec.ADMIN_USER, "admin", "root", "grafana"})
@@ -149,7 +149,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     ing = sub.add_parser("add-ingest", help="create an ingest account (bound to its client id) on the running broker")
     ing.add_argument("--username", default=dynsec.INGEST_USER, help=f"default {dynsec.INGEST_USER}")
-    ing.add_argument("--client-id", default=f"terril-ingest-{socket.gethostname()}",
+    ing.add_argument("--client-id", default=default_ingest_client_id(),
                      help="the ingest's subscription.client_id (default terril-ingest-<hostname>, its default)")
     ing.add_argument("--password-out", type=Path, required=True, metavar="FILE",
                      help="the ingest's broker.password_file, e.g. /etc/terril/ingest.pass (0640 root:terril)")
@@ -209,7 +209,9 @@ def _send(args: argparse.Namespace, commands: list[dict[str, Any]]) -> None:
     """Run the commands as admin; an existing role is reused, any other refusal stops."""
     password = _read_admin_password(args.admin_password_file)
     responses = dynsec.run_commands(_address(args), dynsec.ADMIN_USER, password, commands)
-    for command, response in zip(commands, responses, strict=False):
+    if len(responses) != len(commands):
+        raise dynsec.DynsecError(f"the broker answered {len(responses)} of {len(commands)} commands: {responses}")
+    for command, response in zip(commands, responses, strict=True):
         error = response.get("error")
         if error is None or (command["command"] == "createRole" and "exists" in str(error)):
             continue

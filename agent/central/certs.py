@@ -105,5 +105,10 @@ def _install(src: Path, dest: Path, mode: int, group: str | None = None) -> None
     shutil.copyfile(src, tmp)
     os.chmod(tmp, mode)
     if group is not None:
-        shutil.chown(tmp, group=group)
+        try:
+            shutil.chown(tmp, group=group)
+        except (LookupError, PermissionError) as exc:
+            tmp.unlink()
+            raise CertError(f"cannot give {dest} to group {group!r} ({exc}): is Mosquitto installed? "
+                            "(--key-group names the group the broker runs as)") from None
     os.replace(tmp, dest)

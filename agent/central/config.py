@@ -11,29 +11,38 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.central.validate import DEFAULT_MAX_PAYLOAD_BYTES
+from agent.configerrors import fail, fail_many, show, validate_model
+from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.errors import ConfigError
-from agent.schema import SLUG_RE, TOPIC_ROOT
+from agent.public.config import PublicConfig
+from agent.schema import TOPIC_ROOT, TOPIC_ROOT_RE
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _read_secret(path: str, what: str) -> SecretStr:
+def _read_secret(path: str, key: str) -> SecretStr:
+    """The secret in file *path* (surrounding whitespace stripped); a problem is reported at *key*."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc.strerror}") from None
-    value = text.strip()
-    if not value:
-        raise ValueError(f"{what} file {path} is empty")
-    return SecretStr(value)
+        return SecretStr(read_secret(path, strip=None))
+    except FileRefused as exc:
+        raise fail_many([(key, exc.reason)]) from None
+
+
+def _secret_file(path: str | None) -> str | None:
+    """Field check of a secret file, so that it is reported with every other problem of its section."""
+    if path is not None:
+        try:
+            read_secret(path, strip=None)
+        except FileRefused as exc:
+            raise fail(exc.reason) from None
+    return path
 
 
 class TlsConfig(_Strict):
@@ -44,10 +53,21 @@ class TlsConfig(_Strict):
     insecure: bool = False
     """Skip the host name check (test set-ups with self-signed certificates only)."""
 
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        """Checked now: found missing by ``check-config``, not by the running ingest's TLS handshake."""
+        if value is not None:
+            try:
+                check_file(value)
+            except FileRefused as exc:
+                raise fail(exc.reason) from None
+        return value
+
     @model_validator(mode="after")
     def _cert_and_key(self) -> TlsConfig:
         if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key go together: set both or neither")
+            raise fail("cert and key go together: set both or neither")
         return self
 
 
@@ -60,12 +80,17 @@ class BrokerConfig(_Strict):
     tls: TlsConfig | None = None
     keepalive: int = Field(30, ge=5, le=3600)
 
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_readable(cls, value: str | None) -> str | None:
+        return _secret_file(value)
+
     @model_validator(mode="after")
     def _password(self) -> BrokerConfig:
         if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
+            raise fail("password and password_file are exclusive")
         if self.password_file is not None:
-            object.__setattr__(self, "password", _read_secret(self.password_file, "password"))
+            object.__setattr__(self, "password", _read_secret(self.password_file, "password_file"))
         return self
 
 
@@ -90,10 +115,13 @@ class SubscriptionConfig(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> SubscriptionConfig:
+        problems: list[tuple[str, str]] = []
         if not self.group or any(c in self.group for c in "/+#"):
-            raise ValueError(f"group {self.group!r} must be a non-empty name without / + #")
+            problems.append(("group", f"expected a non-empty name without / + #, got {show(self.group)}"))
         if not self.client_id:
-            raise ValueError("client_id must not be empty")
+            problems.append(("client_id", "must not be empty"))
+        if problems:
+            raise fail_many(problems)
         return self
 
 
@@ -115,35 +143,44 @@ class InfluxConfig(_Strict):
     retry_max_delay: float = Field(30.0, ge=0.1, le=3600)
     """Cap of the exponential back-off between write attempts while InfluxDB is down."""
 
+    @field_validator("password_file", "token_file")
+    @classmethod
+    def _secret_files_readable(cls, value: str | None) -> str | None:
+        return _secret_file(value)
+
     @model_validator(mode="after")
     def _by_api(self) -> InfluxConfig:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("set token or token_file, not both")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        if self.api == "v2":
-            missing = [k for k in ("org", "bucket") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"api v2 needs {' and '.join(missing)}")
-            extra = [k for k in ("database", "retention_policy", "username", "password", "password_file")
-                     if getattr(self, k) is not None]
-            if extra:
-                raise ValueError(f"{', '.join(extra)}: only for api v1 (v2 uses org, bucket, token)")
-            if self.token_file is not None:
-                object.__setattr__(self, "token", _read_secret(self.token_file, "token"))
-        else:
-            if self.database is None:
-                raise ValueError("api v1 needs database")
-            extra = [k for k in ("org", "bucket", "token", "token_file") if getattr(self, k) is not None]
-            if extra:
-                raise ValueError(f"{', '.join(extra)}: only for api v2 (v1 uses database, username, password)")
-            if self.password_file is not None:
-                object.__setattr__(self, "password", _read_secret(self.password_file, "password"))
-            if self.password is not None and self.username is None:
-                raise ValueError("password given without username")
+        problems = self._api_problems()
+        if problems:
+            raise fail_many(problems)
+        if self.api == "v2" and self.token_file is not None:
+            object.__setattr__(self, "token", _read_secret(self.token_file, "token_file"))
+        if self.api == "v1" and self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret(self.password_file, "password_file"))
         return self
+
+    def _api_problems(self) -> list[tuple[str, str]]:
+        """Keys that the chosen ``api`` needs, or does not use; secrets given twice."""
+        problems: list[tuple[str, str]] = []
+        if not self.url.startswith(("http://", "https://")):
+            problems.append(("url", f"expected a URL starting with http:// or https://, got {show(self.url)}"))
+        if self.token is not None and self.token_file is not None:
+            problems.append(("", "token and token_file are exclusive"))
+        if self.password is not None and self.password_file is not None:
+            problems.append(("", "password and password_file are exclusive"))
+        if self.api == "v2":
+            needed: tuple[str, ...] = ("org", "bucket")
+            unused = ("database", "retention_policy", "username", "password", "password_file")
+            other = "only for api v1 (v2 uses org, bucket, token)"
+        else:
+            needed = ("database",)
+            unused = ("org", "bucket", "token", "token_file")
+            other = "only for api v2 (v1 uses database, username, password)"
+            if (self.password is not None or self.password_file is not None) and self.username is None:
+                problems.append(("username", "required when a password is given"))
+        problems += [(k, f"required key missing with api {self.api}") for k in needed if getattr(self, k) is None]
+        problems += [(k, other) for k in unused if getattr(self, k) is not None]
+        return problems
 
 
 class BatchConfig(_Strict):
@@ -165,7 +202,7 @@ class RollupConfig(_Strict):
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
+            raise fail_many([("timezone", f"{show(self.timezone)} is not a known IANA time zone")]) from None
         return self
 
 
@@ -204,64 +241,34 @@ class IngestConfig(_Strict):
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
     influxdb: InfluxConfig
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    public: PublicConfig | None = None
+    """The public static site (agent.public): built by the ingest every ``public.every`` seconds."""
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
-    topic_root: str = TOPIC_ROOT
+    topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
+    """One or more topic levels, the same as the agents' ``broker.topic_root`` (one rule: ``agent.schema``)."""
     inventory: Path | None = None
     """The town's inventory of roofs (``sites.yaml``, DESIGN.md "Inventory"); relative to this file's folder."""
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=256 * 1024 * 1024)
     """Bigger messages are dead-lettered unread (a backlog of 500 readings is about 250 kB).
 
-    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/mosquitto.conf):
+    Keep it below the broker's max_packet_size (1 MB in config/mosquitto/terril.conf):
     a message the broker would refuse never reaches the ingest anyway.
     """
-
-    @model_validator(mode="after")
-    def _root(self) -> IngestConfig:
-        if not SLUG_RE.fullmatch(self.topic_root):
-            raise ValueError(f"topic_root {self.topic_root!r} must be a slug like 'terril'")
-        return self
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        out.append(f"{path}: {msg}")
-    return out
 
 
 def parse_ingest_config(data: Any, source: str = "<config>") -> IngestConfig:
     """Check an already-parsed YAML document; raise ConfigError listing every problem."""
-    if not isinstance(data, dict):
-        raise ConfigError(source, ["(top level): expected a mapping of keys"])
-    try:
-        return IngestConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from None
+    return validate_model(IngestConfig, data, source, expected="broker, influxdb… sections")
 
 
 def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
     """Read and check an ingest config file; raise ConfigError with ``key.path: reason`` lines."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(source, [f"(file): cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(file)"
-        raise ConfigError(source, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    data = load_yaml(path)
     if isinstance(data, dict) and isinstance(data.get("inventory"), str):
         named = Path(data["inventory"]).expanduser()
         data = {**data, "inventory": str(named if named.is_absolute() else Path(path).resolve().parent / named)}
+    source = os.fspath(path)
     config = parse_ingest_config(data, source)
     if config.inventory is not None:
         _check_inventory(config.inventory, source)

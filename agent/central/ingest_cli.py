@@ -24,9 +24,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_ingest_config(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid ingest configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report("ingest configuration"), file=sys.stderr)
         return 2
     stop = threading.Event()
 

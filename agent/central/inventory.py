@@ -23,7 +23,6 @@ import csv
 import io
 import os
 import re
-import stat
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -40,7 +39,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from agent.edge.config import _fail, _fail_many, read_yaml, translate_errors
+from agent.configerrors import fail, fail_many, translate_errors
+from agent.configfile import FileRefused, load_yaml, read_text
 from agent.errors import ConfigError
 from agent.schema import SLUG_PATTERN
 
@@ -93,7 +93,7 @@ class Territory(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise _fail(f"{value!r} is not a known IANA time zone (e.g. Europe/Paris)") from None
+            raise fail(f"{value!r} is not a known IANA time zone (e.g. Europe/Paris)") from None
         return value
 
     @model_validator(mode="after")
@@ -101,10 +101,10 @@ class Territory(_Model):
         seen: set[str] = set()
         for commune in self.communes:
             if commune.insee in seen:
-                raise _fail_many([("communes", f"commune {commune.insee} is listed twice")])
+                raise fail_many([("communes", f"commune {commune.insee} is listed twice")])
             seen.add(commune.insee)
         if self.target is not None and self.baseline_year is not None and self.baseline_year >= self.target.year:
-            raise _fail_many([("baseline_year", f"{self.baseline_year} must be before target.year {self.target.year}")])
+            raise fail_many([("baseline_year", f"{self.baseline_year} must be before target.year {self.target.year}")])
         return self
 
 
@@ -214,7 +214,7 @@ class Inventory(_Model):
             elif nb.array is not None and all(a.name != nb.array for a in host.arrays):
                 problems.append(("newborn_panels.array", f"site {nb.site!r} has no array {nb.array!r}"))
         if problems:
-            raise _fail_many(problems)
+            raise fail_many(problems)
         object.__setattr__(self, "sites", tuple(filled))
         return self
 
@@ -255,7 +255,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     """Read and check ``sites.yaml`` (and the newborn register it names); ConfigError lists every problem."""
     path = Path(path)
     source = str(path)
-    data = read_yaml(path)
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping with territory and sites sections"])
     if "source" in data:
@@ -354,19 +354,9 @@ def _newborn(cells: dict[str, str], number: int, problems: list[str]) -> Newborn
 def _read_small_text(path: Path, source: str) -> str:
     """A regular UTF-8 file of bounded size (a FIFO or /dev/zero must not hang or exhaust the process)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open() until a writer came
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ConfigError(source, ["(file): not a regular file"])
-            data = handle.read(MAX_REGISTER_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(source, [f"(file): cannot read: {exc.strerror or exc}"]) from None
-    if len(data) > MAX_REGISTER_BYTES:
-        raise ConfigError(source, [f"(file): larger than {MAX_REGISTER_BYTES // (1024 * 1024)} MiB"])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"(file): not UTF-8 text (byte {exc.start})"]) from None
+        return read_text(path, MAX_REGISTER_BYTES)
+    except FileRefused as exc:
+        raise ConfigError(source, [exc.reason]) from None
 
 
 _CACHE: dict[Path, tuple[float, int, Inventory]] = {}

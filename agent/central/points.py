@@ -7,10 +7,10 @@ tests compare text. Timestamps are epoch milliseconds (``precision=ms``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from agent.schema import MEASUREMENTS
+from agent.encoding import line
+from agent.schema import MEASUREMENTS, coerce_field
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,10 @@ class Point:
 
 
 def make_point(measurement: str, tags: dict[str, str], fields: dict[str, float | int | str], ts_ms: int) -> Point:
-    """Build a point, coercing each field to the type the schema fixes for it.
+    """Build a point, coercing each field to the type the schema fixes for it (:func:`agent.schema.coerce_field`).
 
     Raises ValueError for an unknown measurement or field, or a value of the wrong kind.
+    ``True``/``False`` given for an integer field (``active``, ``underperforming``) is written as 1/0.
     """
     spec = MEASUREMENTS.get(measurement)
     if spec is None:
@@ -36,23 +37,9 @@ def make_point(measurement: str, tags: dict[str, str], fields: dict[str, float |
     typed: list[tuple[str, float | int | str]] = []
     for name in sorted(fields):
         value = fields[name]
-        fs = spec.fields_by_name.get(name)
-        if fs is None:
-            raise ValueError(f"{measurement}: unknown field {name!r}")
-        if fs.type == "str":
-            if not isinstance(value, str):
-                raise ValueError(f"{measurement}.{name}: expected a string, got {value!r}")
-            typed.append((name, value))
-        elif fs.type == "int":
-            if isinstance(value, bool):
-                value = int(value)
-            if not isinstance(value, int):
-                raise ValueError(f"{measurement}.{name}: expected an integer, got {value!r}")
-            typed.append((name, value))
-        else:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{measurement}.{name}: expected a finite number, got {value!r}")
-            typed.append((name, float(value)))
+        if isinstance(value, bool) and name in spec.fields_by_name and spec.field(name).type == "int":
+            value = int(value)
+        typed.append((name, coerce_field(spec, name, value)))
     if not typed:
         raise ValueError(f"{measurement}: a point needs at least one field")
     missing = [t for t in spec.tags if t not in tags]
@@ -64,25 +51,6 @@ def make_point(measurement: str, tags: dict[str, str], fields: dict[str, float |
     return Point(measurement, tuple(sorted(tags.items())), tuple(typed), int(ts_ms))
 
 
-def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
-
-
-def _field_value(value: float | int | str) -> str:
-    """A string field escapes only ``\\`` and ``"``: InfluxDB 1.x and 2.x read a raw newline inside
-    the quotes as part of the value, but store ``\\n`` as a backslash and an n (issue 13.4)."""
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, int):
-        return f"{value}i"
-    return repr(float(value))
-
-
 def encode_line(point: Point) -> str:
-    tags = "".join(f",{_escape_key(k)}={_escape_key(v)}" for k, v in point.tags if v != "")
-    fields = ",".join(f"{_escape_key(k)}={_field_value(v)}" for k, v in point.fields)
-    return f"{_escape_measurement(point.measurement)}{tags} {fields} {point.ts_ms}"
+    """The point as one line of line protocol (:func:`agent.encoding.line`)."""
+    return line(point.measurement, point.tags, point.fields, point.ts_ms)

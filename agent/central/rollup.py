@@ -137,6 +137,18 @@ class QueryClient(Protocol):
     def query_many(self, statements: Sequence[str], params: dict[str, str] | None = None) -> list[list[Series]]: ...
 
 
+class DailyExtension(Protocol):
+    """More rows from each chunk of daily rows, and the territory's annual reference (when it knows one).
+
+    ``agent.central.territory.daily.CommuneDaily`` adds a row per commune and takes the
+    reference from the imported open data; without it, the reference is the config's constant.
+    """
+
+    def reference_wh_per_year(self) -> float | None: ...
+
+    def extra_points(self, rows: Sequence[DailyEnergy]) -> list[Point]: ...
+
+
 Writer = Callable[[list[Point]], object]
 """Writes points to InfluxDB and raises when it could not; may return the list of
 points refused one by one (``agent.central.writers.InfluxWriter.write`` does)."""
@@ -448,8 +460,12 @@ def run_rollup(
     now: datetime | None = None,
     max_gap: timedelta = DEFAULT_MAX_GAP,
     reported: set[tuple[str, date]] | None = None,
+    extension: DailyExtension | None = None,
 ) -> int:
     """Compute and write ``energy_daily`` for since..until (default: today); return points written.
+
+    With an *extension*, its reference replaces *reference_wh_per_year* when it has one, and its
+    extra points (one row per commune) are written with each chunk.
 
     Days are computed and written a chunk (a month) at a time, so a long
     backfill keeps memory flat and leaves the finished months written if it is
@@ -461,10 +477,15 @@ def run_rollup(
     days = local_days(since, last, tz)
     max_gap_ms = int(max_gap.total_seconds() * 1000)
     written = 0
+    if extension is not None:
+        reference_wh_per_year = extension.reference_wh_per_year() or reference_wh_per_year
     for k in range(0, len(days), CHUNK_DAYS):
         chunk = days[k : k + CHUNK_DAYS]
         excluded: list[Excluded] = []
-        points = [r.to_point() for r in _rows_for_chunk(client, chunk, reference_wh_per_year, max_gap_ms, excluded)]
+        rows = _rows_for_chunk(client, chunk, reference_wh_per_year, max_gap_ms, excluded)
+        points = [r.to_point() for r in rows]
+        if extension is not None:
+            points.extend(extension.extra_points(rows))
         for x in excluded:
             if (x.site, x.day) not in reported:
                 reported.add((x.site, x.day))
@@ -512,6 +533,8 @@ class Rollup:
     max_gap: timedelta = DEFAULT_MAX_GAP
     performance: Callable[[date, date], int] | None = None
     """Yield analytics of complete days (``agent.central.performance.daily.PerformanceJob``), if configured."""
+    extension: Callable[[QueryClient], DailyExtension | None] | None = None
+    """Called at each run (the open data may have been imported since): ``agent.central.territory.daily``."""
     failing: bool = field(default=False, init=False)
     _gaps_done: frozenset[tuple[str, str, str, int]] = field(default=frozenset(), init=False, repr=False)
     """Gaps (site, device, counter field, time of the reading before) already extended back to."""
@@ -532,8 +555,9 @@ class Rollup:
         if gap_day is not None and gap_day < first:
             log.info("rollup: a counter gap ends in %s..%s; recomputing from %s", first, today, gap_day)
             first = gap_day
+        extension = self.extension(self.client) if self.extension is not None else None
         written = run_rollup(self.client, self.write, first, today, self.timezone, self.reference_wh_per_year,
-                             max_gap=self.max_gap, reported=self._reported)
+                             max_gap=self.max_gap, reported=self._reported, extension=extension)
         self._gaps_done = gaps
         if self.performance is not None:
             written += self.performance(first, today - timedelta(days=1))
@@ -591,6 +615,7 @@ class Rollup:
         Without *write*, points go through ``/write`` of the same database.
         """
         from agent.central.performance.daily import performance_job_for
+        from agent.central.territory.daily import extension_for
 
         client = client_from_config(config.influxdb)
         write = write or line_writer(client)
@@ -599,6 +624,7 @@ class Rollup:
             write=write,
             timezone=config.rollup.timezone,
             reference_wh_per_year=config.rollup.territory_consumption_wh_per_year,
+            extension=extension_for(config, write),
             performance=performance_job_for(config, client, write),
         )
 

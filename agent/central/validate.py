@@ -23,25 +23,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.central.points import Point, encode_line, make_point
 from agent.central.rollup import COUNTERS
+from agent.encoding import escape_key
 from agent.schema import (
     AGENT,
     EVENT_CODE_RE,
     INFO_SITE_KEYS,
+    MAX_TEXT_CHARS,
     READING_KINDS,
     READING_MEASUREMENT,
     SCHEMA_VERSION,
     SITE_INFO,
     STATUS_OFFLINE,
     STATUS_ONLINE,
+    FieldValueError,
+    check_text,
+    coerce_field,
     is_slug,
+    out_of_bounds,
     parse_topic,
+    short,
 )
 
 MIN_TS_MS = 946_684_800_000
@@ -49,8 +55,6 @@ MIN_TS_MS = 946_684_800_000
 MAX_FUTURE_MS = 10 * 60 * 1000
 """A reading more than 10 minutes in the future comes from a clock that is wrong."""
 MAX_READINGS_PER_MESSAGE = 10_000
-MAX_TEXT_CHARS = 1024
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 """Twice the biggest legitimate message (a backlog of 500 readings, ~250 kB), under the broker's 1 MB packet limit."""
 
@@ -141,16 +145,13 @@ def _check_ts(value: Any, now_ms: int, where: str) -> int:
 
 
 def _check_text(value: str, where: str) -> None:
-    """JSON allows lone surrogates (``"\\ud800"``) that cannot be written back as UTF-8."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(f"{where} holds characters that are not valid Unicode") from None
+        check_text(value, where)
+    except FieldValueError as exc:
+        raise _Invalid(str(exc)) from None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_short = short
 
 
 def _envelope(data: Any, topic_site: str) -> dict[str, Any]:
@@ -168,7 +169,7 @@ def _envelope(data: Any, topic_site: str) -> dict[str, Any]:
 def _typed_fields(
     measurement: str, raw: Any, where: str, problems: list[str]
 ) -> dict[str, float | int | str]:
-    """Check that every field is a schema field of the right type, finite, in range.
+    """Check that every field is a schema field of the right type (:func:`agent.schema.coerce_field`), in range.
 
     A value of the right type outside its physically possible range (``FieldSpec.bounds``)
     is left out and its reason appended to *problems*: the other fields of the reading
@@ -177,37 +178,16 @@ def _typed_fields(
     if not isinstance(raw, dict) or not raw:
         raise _Invalid(f"{where}fields must be a non-empty object")
     spec = READING_MEASUREMENT.get(measurement) or {"agent": AGENT, "site_info": SITE_INFO}[measurement]
-    known = spec.fields_by_name
     out: dict[str, float | int | str] = {}
     implausible: list[str] = []
-    for name, value in raw.items():
-        fs = known.get(name)
-        if fs is None:
-            raise _Invalid(f"{where}{name!r} is not a field of {spec.name}")
-        if fs.type == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise _Invalid(f"{where}{spec.name}.{name} must be an integer, got {_short(value)}")
-            if not INT64_MIN <= value <= INT64_MAX:
-                raise _Invalid(f"{where}{spec.name}.{name} {value} does not fit in 64 bits")
-        elif fs.type == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _Invalid(f"{where}{spec.name}.{name} must be a number, got {_short(value)}")
-            try:
-                value = float(value)
-            except OverflowError:
-                raise _Invalid(f"{where}{spec.name}.{name} is too large") from None
-            if not math.isfinite(value):
-                raise _Invalid(f"{where}{spec.name}.{name} must be finite, got {value!r}")
-        else:
-            if not isinstance(value, str):
-                raise _Invalid(f"{where}{spec.name}.{name} must be a string, got {_short(value)}")
-            if len(value) > MAX_TEXT_CHARS:
-                raise _Invalid(f"{where}{spec.name}.{name} is longer than {MAX_TEXT_CHARS} characters")
-            _check_text(value, f"{where}{spec.name}.{name}")
-        if fs.bounds is not None and value not in fs.bounds:
-            unit = f" {fs.unit}" if fs.unit else ""
-            implausible.append(f"{where}{spec.name}.{name} {_short(value)} is impossible "
-                               f"(possible: {fs.bounds.low:g} to {fs.bounds.high:g}{unit})")
+    for name, raw_value in raw.items():
+        try:
+            value = coerce_field(spec, name, raw_value)
+        except FieldValueError as exc:
+            raise _Invalid(f"{where}{exc}") from None
+        reason = out_of_bounds(spec, name, value)
+        if reason is not None:
+            implausible.append(where + reason)
             continue
         out[name] = value
     if not out:
@@ -261,8 +241,7 @@ def _field_plan(kind: str, names: tuple[str, ...]) -> _FieldPlan | None:
         fs = spec.fields_by_name[name]
         if fs.type == "str" or fs.bounds is None:
             return None
-        esc = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-        plan.append((name, esc + "=", _FLOAT if fs.type == "float" else _INT, fs.bounds.low, fs.bounds.high))
+        plan.append((name, escape_key(name) + "=", _FLOAT if fs.type == "float" else _INT, fs.bounds.low, fs.bounds.high))
     return tuple(plan)
 
 

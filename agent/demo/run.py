@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,6 +33,7 @@ from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnava
 from agent.central.rollup import day_start_ms, today_in
 from agent.edge.config import load_agent_config
 from agent.demo import services
+from agent.demo.public_site import public_section, serve_folder
 from agent.demo.services import Child, Children, DemoError
 from agent.demo.summary import TownSummary, collect, render
 from agent.demo.town import (
@@ -64,6 +67,8 @@ RESULT_PREFIX = "DEMO-RESULT "
 LOW_SUN_DEG = 10.0
 """Below this elevation (sun down, or barely up) the plants produce next to nothing: the demo runs the simulated clock from noon."""
 
+OPEN_DATA = Path(__file__).resolve().parents[2] / "config" / "opendata"
+"""Hand-written open-data files of the demo town (``terril territory import``)."""
 STOP_ORDER = [["ingest"], ["mosquitto"], ["influxd"]]
 """After the agents (stopped first, so they publish what they hold), in this order."""
 
@@ -109,7 +114,10 @@ class Demo:
     clock: SimClock | None = None
     influx_url: str = ""
     ingest_config: IngestConfig | None = None
+    open_data: dict[str, Any] = field(default_factory=dict)
+    """What importing the demo town's open-data files gave (printed in the result)."""
     banner: list[str] = field(default_factory=list)
+    public_server: ThreadingHTTPServer | None = None
     notes: list[str] = field(default_factory=list)
     _stop_requested: bool = False
     _starting: bool = True
@@ -170,7 +178,8 @@ class Demo:
             self.say(choice.note, keep=True)
         self.clock = SimClock(choice.start, o.time_factor)
 
-        central = services.stable_ports(run_dir / "ports.json", ("mosquitto", "influxdb_http", "influxdb_rpc"))
+        central = services.stable_ports(run_dir / "ports.json",
+                                        ("mosquitto", "influxdb_http", "influxdb_rpc", "public_http"))
         modbus_ports = {site.slug: services.free_port() for site in o.sites}
         self.start_simulator(modbus_ports, choice.start)
 
@@ -187,12 +196,13 @@ class Demo:
         (run_dir / "newborns.csv").write_text(newborn_register_text(), encoding="utf-8")
         inventory_path = write_yaml(run_dir / "sites.yaml", inventory_document(o.sites, "newborns.csv"),
                                     "the demo town's inventory of roofs")
-        ingest_path = write_yaml(run_dir / "ingest.yaml",
-                                 ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve()),
-                                 "terril ingest for the demo town")
+        ingest_doc = ingest_document(central["mosquitto"], self.influx_url, inventory_path.resolve())
+        ingest_doc["public"] = public_section(run_dir)  # the ingest rebuilds the public site every minute
+        ingest_path = write_yaml(run_dir / "ingest.yaml", ingest_doc, "terril ingest for the demo town")
         self.ingest_config = load_ingest_config(ingest_path)
         self.children.add(Child("ingest", [*terril, "ingest", "-c", str(ingest_path)],
                                 run_dir / "logs" / "ingest.log")).start()
+        self.say(self.import_open_data(terril, ingest_path, run_dir / "logs" / "territory-import.log"), keep=True)
 
         for site in o.sites:
             path = write_yaml(
@@ -205,9 +215,34 @@ class Demo:
             self.children.add(Child(f"agent-{site.slug}", [*terril, "agent", "-c", str(path)],
                                     run_dir / "logs" / f"agent-{site.slug}.log")).start()
 
+        self.public_server = serve_folder(run_dir / "public", central["public_http"])
         self.banner = self.describe_setup(central)
         for line in self.banner:
             self.say(line)
+
+    def import_open_data(self, terril: list[str], ingest_path: Path, log_path: Path) -> str:
+        """``terril territory import`` of the hand-written files in ``config/opendata/``: a balance to show."""
+        files = sorted(OPEN_DATA.glob("*.csv"))
+        if not files:
+            return f"  open data     none in {OPEN_DATA}: the energy balance stays empty"
+        argv = [*terril, "territory", "import", "-c", str(ingest_path), *map(str, files)]
+        with open(log_path, "ab") as log:
+            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=120, check=False).returncode
+        self.open_data = {"files": len(files), "exit": code}
+        if code != 0:
+            return f"  open data     import failed (exit {code}): see {log_path}"
+        from agent.central.territory.report import territory_balance
+
+        assert self.ingest_config is not None
+        balance = territory_balance(self.ingest_config, InfluxQLClient(self.influx_url, DATABASE, timeout=30))
+        if balance is None or balance.renewable_share is None:
+            return f"  open data     {len(files)} file(s) imported; see {log_path}"
+        self.open_data.update(year=balance.year, renewable_share=round(balance.renewable_share, 4),
+                              target_year=balance.target_year, target_share=balance.target_share)
+        return (f"  open data     {len(files)} file(s) from {OPEN_DATA}: renewable share {balance.renewable_share:.1%} "
+                f"in {balance.year}, target {balance.target_share:.0%} in {balance.target_year} "
+                f"(terril territory report -c {ingest_path})")
 
     def start_simulator(self, ports: dict[str, int], start: datetime) -> None:
         o = self.options
@@ -247,6 +282,8 @@ class Demo:
             f"  InfluxDB      {self.influx_url}  database {DATABASE!r}, InfluxQL, no authentication",
             f"  Grafana       data source type InfluxDB, query language InfluxQL, URL {self.influx_url}, "
             f"database {DATABASE}",
+            f"  public site   http://127.0.0.1:{central['public_http']}/  (static, rebuilt by the ingest every "
+            "minute; English under /en/)",
             f"  configs       {run_dir}/agents/*.yaml, {run_dir}/ingest.yaml, {run_dir}/simulator.yaml",
             f"  logs          {run_dir / 'logs'}/ (mosquitto, influxd, ingest, agent-<site>)",
             "  Ctrl-C stops everything the demo started; logs and data stay under " + str(run_dir),
@@ -309,6 +346,9 @@ class Demo:
     def stop_everything(self) -> dict[str, str]:
         agents = [c.name for c in self.children.items if c.name.startswith("agent-")]
         outcome = self.children.stop_all([agents, *STOP_ORDER], timeout=10.0)
+        if self.public_server is not None:
+            self.public_server.shutdown()
+            self.public_server.server_close()
         if self.sim is not None:
             self.sim.stop()
         for name, how in outcome.items():
@@ -330,6 +370,7 @@ class Demo:
             "active_faults": [f.to_dict() for f in summary.faults] if summary else [],
             "readings": summary.readings if summary else 0,
             "rollup_today_wh": summary.rollup_today_wh if summary else None,
+            "open_data": self.open_data,
         }
         self.say(f"logs and data stay in {self.options.run_dir}")
         self.say(RESULT_PREFIX + json.dumps(doc, ensure_ascii=False))

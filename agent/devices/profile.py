@@ -22,14 +22,15 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.devices.sunspec_mapping import event_code
 from agent.devices.sunspec_models import model_def
-from agent.devices.sunspec_types import round_float32
+from agent.devices.sunspec_types import register_text, round_float32
+from agent.configerrors import translate_errors
+from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.errors import ConfigError
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, Table
 from agent.schema import EVENT_CODE_RE, MPPT, READING_MEASUREMENT, STATE_NAMES, DeviceKind
@@ -344,16 +345,6 @@ def sunspec_event_bits(kind: DeviceKind) -> dict[str, int]:
 # --------------------------------------------------------------------------- loading
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
 def parse_profile(data: object, name: str, source: str) -> Profile:
     """Validate *data* (a parsed YAML document) as profile *name*; *source* names the file in errors."""
     if not isinstance(data, dict):
@@ -363,13 +354,7 @@ def parse_profile(data: object, name: str, source: str) -> Profile:
     try:
         profile = Profile.model_validate({**data, "name": name})
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                message = "unknown key"
-            problems.append(f"{_where(error['loc'])}: {message}")
-        raise ProfileError(source, problems) from None
+        raise ProfileError(source, translate_errors(exc, Profile)) from None
     problems = _check(profile)
     if problems:
         raise ProfileError(source, problems)
@@ -380,19 +365,17 @@ def load_profile_file(path: str | Path) -> Profile:
     """Load a profile from any file (for profiles kept outside the package, and tests)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
+        text = read_text(path)
+    except FileRefused as exc:
+        raise ProfileError(path.name, [exc.reason]) from None
     return _parse_text(text, path.stem, path.name)
 
 
 def _parse_text(text: str, name: str, source: str) -> Profile:
     try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ProfileError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
+        data = parse_yaml(text, source)
+    except ConfigError as exc:
+        raise ProfileError(source, exc.problems) from None
     return parse_profile(data, name, source)
 
 
@@ -439,9 +422,7 @@ def decode_value(
     float32 (``230.5``, not ``230.5000001``), ``str`` with padding stripped.
     """
     if value_type == "str":
-        raw = b"".join(struct.pack(">H", w & 0xFFFF) for w in words)
-        text = raw.split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip()
-        return text or None
+        return register_text(words)
     ordered = _ordered(words, word_order)
     unsigned = _unsigned(ordered)
     if unsigned in sentinels:

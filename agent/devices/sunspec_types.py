@@ -54,10 +54,26 @@ def _float(fmt: str) -> Decoder:
     return decode
 
 
-def _string(registers: Sequence[int]) -> str | None:
-    """Two characters per register; trailing NULs and spaces are padding; all NUL means missing."""
+def printable(text: str) -> str:
+    """*text* with every character that is not printable (CR, LF, ESC, other controls, line and
+    paragraph separators, bidi overrides) written as its Python escape: ``"S\\r\\nERROR"``.
+
+    A device can put anything in a string register; what it says is logged, published and
+    shown, so it must never start a forged log line or hide text on a terminal (issue 13.6).
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def register_text(registers: Sequence[int]) -> str | None:
+    """Two characters per register; trailing NULs and spaces are padding; all NUL means missing.
+
+    UTF-8 (invalid bytes become U+FFFD), then made :func:`printable`: the one decoder of device
+    strings, SunSpec (model 1 Mn, Md, Opt, Vr, SN …) and register profiles alike.
+    """
     raw = b"".join(struct.pack(">H", r & 0xFFFF) for r in registers)
-    text = raw.split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip()
+    text = printable(raw.split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip())
     return text or None
 
 
@@ -115,7 +131,7 @@ TYPES: dict[str, TypeInfo] = {
     "acc64": TypeInfo(4, _integer(False, 0), True),
     "float32": TypeInfo(2, _float(">f"), False),
     "float64": TypeInfo(4, _float(">d"), False),
-    "string": TypeInfo(None, _string, False),
+    "string": TypeInfo(None, register_text, False),
     "pad": TypeInfo(1, _pad, False),
     "ipaddr": TypeInfo(2, _ipaddr, False),
     "ipv6addr": TypeInfo(8, _ipv6addr, False),

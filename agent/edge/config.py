@@ -19,16 +19,11 @@ the folder of the config file, not to the working directory of the service.
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Literal, Union
 
-import annotated_types
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,11 +35,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from agent.configerrors import fail, fail_many, show, validate_model
+from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.devices.registry import SUNSPEC_DRIVER
 from agent.errors import ConfigError
-from agent.schema import SLUG_RE, TOPIC_ROOT, Topics
+from agent.schema import SLUG_RE, TOPIC_ROOT, TOPIC_ROOT_RE, Topics
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "devices" / "profiles"
 """Where YAML register profiles live; a device's ``driver`` names one of them (or ``sunspec``)."""
@@ -59,18 +55,6 @@ Slug = Annotated[str, Field(pattern=SLUG_RE.pattern)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
-def _fail(reason: str) -> PydanticCustomError:
-    """An error whose message is already the plain reason we want to show."""
-    return PydanticCustomError("terril", "{reason}", {"reason": reason})
-
-
-def _fail_many(problems: Sequence[tuple[str, str]]) -> PydanticCustomError:
-    """Several cross-field problems at once; each is (path relative to the model, reason)."""
-    return PydanticCustomError(
-        "terril_many", "{summary}", {"summary": "; ".join(r for _, r in problems), "problems": list(problems)}
-    )
-
-
 def _base_dir(info: ValidationInfo) -> Path:
     ctx = info.context or {}
     return Path(ctx.get("base_dir") or Path.cwd())
@@ -83,12 +67,10 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 
 def _readable_file(path: Path, info: ValidationInfo) -> Path:
     path = _resolve(path, info)
-    if not path.exists():
-        raise _fail(f"file {path} does not exist")
-    if not path.is_file():
-        raise _fail(f"{path} is not a file")
-    if not os.access(path, os.R_OK):
-        raise _fail(f"file {path} is not readable by this user")
+    try:
+        check_file(path)
+    except FileRefused as exc:
+        raise fail(exc.reason) from None
     return path
 
 
@@ -130,7 +112,7 @@ class TlsConfig(_Model):
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:
         if (self.cert is None) != (self.key is None):
-            raise _fail("cert and key go together (client certificate and its private key)")
+            raise fail("cert and key go together (client certificate and its private key)")
         return self
 
 
@@ -152,15 +134,16 @@ class BrokerConfig(_Model):
     tls: TlsConfig | None = None
     client_id: Annotated[str, Field(max_length=256)] = ""
     keepalive: Annotated[Int, Field(ge=5, le=3600)] = 60
-    topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = TOPIC_ROOT
+    topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
+    """One or more topic levels; the ingest's ``topic_root`` must be the same (one rule: ``agent.schema``)."""
 
     @field_validator("password", mode="before")
     @classmethod
     def _password_is_text(cls, value: object) -> object:
         if value is not None and not isinstance(value, str):
-            raise _fail("expected a text string (quote it in YAML)")
+            raise fail("expected a text string (quote it in YAML)")
         if value == "":
-            raise _fail("must not be empty")
+            raise fail("must not be empty")
         return value
 
     @field_validator("password_file")
@@ -170,13 +153,9 @@ class BrokerConfig(_Model):
             return None
         path = _resolve(value, info)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise _fail(f"{path} is not UTF-8 text") from None
-        if not text.strip("\r\n"):
-            raise _fail(f"{path} is empty")
+            read_secret(path)
+        except FileRefused as exc:
+            raise fail(exc.reason) from None
         return path
 
     @model_validator(mode="after")
@@ -187,10 +166,13 @@ class BrokerConfig(_Model):
         if (self.password is not None or self.password_file is not None) and self.username is None:
             problems.append(("username", "required when a password is given"))
         if problems:
-            raise _fail_many(problems)
+            raise fail_many(problems)
         # Frozen model: fill derived values once, here, without marking them as user-set.
         if self.password_file is not None:
-            secret = self.password_file.read_text(encoding="utf-8").strip("\r\n")
+            try:
+                secret = read_secret(self.password_file)
+            except FileRefused as exc:  # changed since the field was checked
+                raise fail_many([("password_file", exc.reason)]) from None
             object.__setattr__(self, "password", SecretStr(secret))
         if self.port == 0:
             object.__setattr__(self, "port", 8883 if self.tls is not None else 1883)
@@ -265,14 +247,14 @@ class DeviceConfig(_Model):
         if value == SUNSPEC_DRIVER:
             return value
         if not SLUG_RE.fullmatch(value):
-            raise _fail(
-                f"unknown driver {_show(value)}: expected {_show(SUNSPEC_DRIVER)} or a profile name "
+            raise fail(
+                f"unknown driver {show(value)}: expected {show(SUNSPEC_DRIVER)} or a profile name "
                 "(lowercase letters, digits, _ and -)"
             )
         profiles = known_profiles(Path((info.context or {}).get("profiles_dir") or PROFILES_DIR))
         if profiles and value not in profiles:
-            raise _fail(
-                f"unknown driver {_show(value)}: expected {_show(SUNSPEC_DRIVER)} or one of the profiles "
+            raise fail(
+                f"unknown driver {show(value)}: expected {show(SUNSPEC_DRIVER)} or one of the profiles "
                 f"in agent/devices/profiles/: {', '.join(profiles)}"
             )
         return value
@@ -291,9 +273,9 @@ class DeviceConfig(_Model):
         try:
             profile_kind = load_profile_file(path).metadata.kind
         except ConfigError as exc:
-            raise _fail(f"profile {self.driver!r} is invalid: {'; '.join(exc.problems)}") from None
+            raise fail(f"profile {self.driver!r} is invalid: {'; '.join(exc.problems)}") from None
         if profile_kind != self.kind:
-            raise _fail(f"kind {_show(self.kind)} does not match profile {_show(self.driver)}, which describes a {profile_kind}")
+            raise fail(f"kind {show(self.kind)} does not match profile {show(self.driver)}, which describes a {profile_kind}")
         return self
 
     @property
@@ -332,7 +314,7 @@ def device_set_problems(devices: Iterable[tuple[int, DeviceConfig]]) -> list[tup
                     what = "RS-485 bus" if isinstance(tr, RtuTransport) else "connection"
                     problems.append((
                         f"devices[{i}].transport.{key}",
-                        f"{_show(mine)} differs from {_show(theirs)} of devices[{first[0]}]{default}: devices sharing "
+                        f"{show(mine)} differs from {show(theirs)} of devices[{first[0]}]{default}: devices sharing "
                         f"one {what} ({tr.endpoint.split('://', 1)[1]}) must use the same {key}",
                     ))
         target = (dev.endpoint, dev.unit, dev.logical_device)
@@ -355,7 +337,7 @@ def duplicate_name_problems(names: Iterable[tuple[int, object]]) -> list[tuple[s
         if not isinstance(name, str):
             continue
         if name in first:
-            problems.append((f"devices[{i}].name", f"{_show(name)} is already the name of devices[{first[name]}]"))
+            problems.append((f"devices[{i}].name", f"{show(name)} is already the name of devices[{first[name]}]"))
         else:
             first.setdefault(name, i)
     return problems
@@ -423,7 +405,7 @@ class AgentConfig(_Model):
     def _cross_checks(self) -> AgentConfig:
         problems = device_set_problems(enumerate(self.devices))
         if problems:
-            raise _fail_many(problems)
+            raise fail_many(problems)
         if not self.broker.client_id:
             object.__setattr__(self.broker, "client_id", f"terril-{self.site.slug}")
         return self
@@ -436,67 +418,23 @@ class AgentConfig(_Model):
 # --------------------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if isinstance(key, (str, int, float, bool)) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call]
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
-
-
-def read_yaml(path: str | Path) -> object:
-    """Parse a YAML file; syntax errors become a ConfigError naming line and column."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        what = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem and exc.context_mark is not None:  # e.g. a key missing its ':'
-            cm = exc.context_mark
-            what += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
-        raise ConfigError(source, [f"{where}: YAML syntax error: {what}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"YAML syntax error: {exc}"]) from None
-
-
 def load_agent_config(path: str | Path, *, profiles_dir: Path | None = None) -> AgentConfig:
     """Read and validate an agent config file; raise ConfigError listing every problem."""
     path = Path(path)
-    return parse_agent_config(read_yaml(path), str(path), base_dir=path.resolve().parent, profiles_dir=profiles_dir)
+    return parse_agent_config(load_yaml(path), str(path), base_dir=path.resolve().parent, profiles_dir=profiles_dir)
 
 
 def parse_agent_config(
     data: object, source: str, *, base_dir: Path | None = None, profiles_dir: Path | None = None
 ) -> AgentConfig:
     """Validate already-parsed YAML data. *source* names it in errors (usually the file path)."""
-    if data is None:
-        raise ConfigError(source, ["the file is empty: expected site, broker and devices sections"])
-    if not isinstance(data, dict):
-        raise ConfigError(source, [f"expected a mapping with site, broker and devices sections, got {_kind(data)}"])
     context = {"base_dir": base_dir, "profiles_dir": profiles_dir}
     try:
-        return AgentConfig.model_validate(data, context=context)
-    except ValidationError as exc:
-        problems = translate_errors(exc, AgentConfig)
+        return validate_model(AgentConfig, data, source, expected="site, broker and devices sections", context=context)
+    except ConfigError as exc:
+        if not isinstance(data, dict):
+            raise
+        problems = exc.problems
     # The cross-device checks did not run (another part failed): run them on the devices that are valid.
     raw_devices = data.get("devices")
     if isinstance(raw_devices, list):
@@ -512,200 +450,3 @@ def parse_agent_config(
     raise ConfigError(source, list(dict.fromkeys(problems)))
 
 
-# --------------------------------------------------------------------------- pydantic errors -> plain words
-
-
-def translate_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    """Turn pydantic's errors into ``key.path: reason`` lines a technician can act on."""
-    out: list[str] = []
-    for err in exc.errors(include_url=False):
-        path, field = _walk(model, err["loc"])
-        etype = err["type"]
-        ctx = err.get("ctx") or {}
-        if etype == "terril_many":
-            out += [f"{_join(path, sub) or '(top level)'}: {reason}" for sub, reason in ctx["problems"]]
-            continue
-        if etype in ("union_tag_invalid", "union_tag_not_found"):
-            path = _join(path, ".type")
-        out.append(f"{path or '(top level)'}: {_reason(err, field, path)}")
-    return out
-
-
-def _reason(err: Any, field: Any, path: str) -> str:
-    etype: str = err["type"]
-    ctx = err.get("ctx") or {}
-    value = err.get("input")
-    secret = path.endswith("password")
-    got = "" if etype == "missing" else f", got {'a hidden value' if secret else _show(value)}"
-    if etype == "missing":
-        return "required key missing"
-    if etype == "extra_forbidden":
-        return "unknown key" + _suggest(path, field)
-    if etype.startswith("int_") or etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        noun = "an integer" if _is_int(field) or etype.startswith("int_") else "a number"
-        return f"expected {noun}{_range(field)}{got}"
-    if etype.startswith("float_"):
-        return f"expected a number{_range(field)}{got}"
-    if etype in ("string_type", "str_type"):
-        return f"expected a text string{got}"
-    if etype == "string_too_short":
-        return "must not be empty"
-    if etype == "string_too_long":
-        return f"too long (at most {ctx.get('max_length')} characters)"
-    if etype == "string_pattern_mismatch":
-        if path.endswith(("slug", "name")):
-            return f"expected a slug (lowercase letters, digits, _ and -, starting with a letter or digit, at most 63){got}"
-        if path.endswith("topic_root"):
-            return f"expected topic levels of letters, digits, _ and - separated by / (no wildcards){got}"
-        if path.endswith("port"):
-            return f"expected a serial device path such as /dev/ttyUSB0{got}"
-        return f"does not have the expected form{got}"
-    if etype == "literal_error":
-        return f"expected one of {_unquote(ctx.get('expected', ''))}{got}"
-    if etype == "union_tag_invalid":
-        return f"expected one of {_unquote(ctx.get('expected_tags', ''))}, got {_show(ctx.get('tag'))}"
-    if etype == "union_tag_not_found":
-        return "required key missing (tcp or rtu)"
-    if etype in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys{got}"
-    if etype == "list_type":
-        return f"expected a list{got}"
-    if etype == "too_short":
-        return "must contain at least one entry"
-    if etype in ("bool_type", "bool_parsing"):
-        return f"expected true or false{got}"
-    if etype in ("path_type",):
-        return f"expected a file path{got}"
-    if etype == "terril":
-        return str(ctx.get("reason", err["msg"]))
-    msg = str(err["msg"])
-    return (msg[:1].lower() + msg[1:]) + ("" if secret else got)
-
-
-def _show(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _unquote(text: object) -> str:
-    return str(text).replace("'", "")
-
-
-def _kind(value: object) -> str:
-    return {dict: "a mapping", list: "a list", str: "a text"}.get(type(value), f"the value {_show(value)}")
-
-
-def _join(base: str, sub: str) -> str:
-    if not sub:
-        return base
-    if not base:
-        return sub.lstrip(".")
-    return base + (sub if sub[0] in ".[" else "." + sub)
-
-
-def _unwrap(tp: Any) -> tuple[Any, list[Any]]:
-    """Strip Annotated and Optional; return the bare type and the constraint metadata found."""
-    meta: list[Any] = []
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            args = get_args(tp)
-            tp, extra = args[0], args[1:]
-            for m in extra:
-                meta.append(m)
-                meta.extend(getattr(m, "metadata", []) or [])
-            continue
-        if origin is Union or origin is types.UnionType:
-            members = [a for a in get_args(tp) if a is not type(None)]
-            if len(members) == 1:
-                tp = members[0]
-                continue
-        return tp, meta
-
-
-class _FieldView:
-    """What the error translator needs to know about the field at an error's location."""
-
-    def __init__(self, annotation: Any, metadata: list[Any], parent: Any) -> None:
-        self.type, extra = _unwrap(annotation)
-        self.metadata = metadata + extra
-        self.parent = parent
-
-
-def _walk(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str, _FieldView | None]:
-    """Format *loc* as ``a.b[2].c`` (dropping union tags) and find the field it points at."""
-    path = ""
-    current: Any = model
-    view: _FieldView | None = None
-    i = 0
-    while i < len(loc):
-        key = loc[i]
-        bare, _ = _unwrap(current)
-        if isinstance(key, int):
-            path += f"[{key}]"
-            args = get_args(bare)
-            current = args[0] if get_origin(bare) in (list, tuple) and args else Any
-            view = None
-        elif isinstance(bare, type) and issubclass(bare, BaseModel) and key in bare.model_fields:
-            info = bare.model_fields[key]
-            path = _join(path, str(key))
-            view = _FieldView(info.annotation, list(info.metadata), bare)
-            current = info.annotation
-            if info.discriminator and i + 1 < len(loc):  # skip the union tag pydantic puts in loc
-                members = get_args(view.type)
-                for member in members:
-                    if loc[i + 1] == get_args(member.model_fields[info.discriminator].annotation)[0]:
-                        current = member
-                        i += 1
-                        break
-        else:  # a key the model does not know (extra_forbidden), or inside a plain value
-            path = _join(path, str(key))
-            view = _FieldView(Any, [], bare)
-            current = Any
-        i += 1
-    return path, view
-
-
-def _suggest(path: str, view: _FieldView | None) -> str:
-    parent = view.parent if view else None
-    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
-        return ""
-    key = path.rsplit(".", 1)[-1]
-    known = list(parent.model_fields)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint} (known keys: {', '.join(known)})"
-
-
-def _is_int(view: _FieldView | None) -> bool:
-    return view is not None and view.type is int
-
-
-def _range(view: _FieldView | None) -> str:
-    if view is None:
-        return ""
-    lo = hi = None
-    lo_open = hi_open = False
-    for m in view.metadata:
-        if isinstance(m, annotated_types.Ge):
-            lo = m.ge
-        elif isinstance(m, annotated_types.Gt):
-            lo, lo_open = m.gt, True
-        elif isinstance(m, annotated_types.Le):
-            hi = m.le
-        elif isinstance(m, annotated_types.Lt):
-            hi, hi_open = m.lt, True
-    if lo is not None and hi is not None and not lo_open and not hi_open:
-        return f" {lo}–{hi}"
-    parts = []
-    if lo is not None:
-        parts.append(f"{'>' if lo_open else '≥'} {lo}")
-    if hi is not None:
-        parts.append(f"{'<' if hi_open else '≤'} {hi}")
-    return (" " + " and ".join(parts)) if parts else ""

@@ -47,12 +47,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
-from math import inf as _INF
 
 from agent.edge.publisher import Publisher, PublishResult
 from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolStats
-from agent.schema import READING_MEASUREMENT, Event, Reading, Topics, readings_payload
+from agent.encoding import encode_json, reading_json
+from agent.schema import Event, Reading, Topics, readings_payload
 
 log = logging.getLogger(__name__)
 
@@ -82,86 +81,9 @@ class _LivePoll:
     events: list[tuple[int, str]] = field(default_factory=list)
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-"""Compact JSON, NaN refused; built once (``json.dumps`` with options builds an encoder per call)."""
-
-_FIELD_TYPES: dict[str, dict[str, type]] = {
-    kind: {f.name: float if f.type == "float" else int for f in spec.fields}
-    for kind, spec in READING_MEASUREMENT.items()
-}
-"""Field name -> Python type per reading kind, from the schema, looked up once (not per value)."""
-
-_FIELD_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
-    kind: {name: (encode_basestring(name) + ":", typ is float) for name, typ in types.items()}
-    for kind, types in _FIELD_TYPES.items()
-}
-"""Field name -> (its JSON key with the colon, whether it is a float) per reading kind."""
-
-_HEADS: dict[tuple[str, str, str | None], str] = {}
-"""The text of a reading before its ``ts``, per (device, kind, string): a site has a few dozen."""
-
-_HEADS_MAX = 4096
-
-_float_repr = float.__repr__
-_int_repr = int.__repr__
-"""What the json module writes numbers with."""
-
-
-def _reading_json_reference(reading: Reading) -> str:
-    """``Reading.to_dict`` through the json module: the definition :func:`reading_json` must match."""
-    types = _FIELD_TYPES[reading.kind]
-    out: dict[str, object] = {"device": reading.device, "kind": reading.kind}
-    if reading.string is not None:
-        out["string"] = reading.string
-    out["ts"] = reading.ts
-    out["fields"] = {name: types[name](value) for name, value in reading.fields.items()}
-    return _ENCODE(out)
-
-
-def _head(device: str, kind: str, string: str | None) -> str:
-    key = (device, kind, string)
-    head = _HEADS.get(key)
-    if head is None:
-        head = _ENCODE({"device": device, "kind": kind, **({"string": string} if string is not None else {})})
-        head = head[:-1] + ","  # open object: '{"device":…,"kind":…,'
-        if len(_HEADS) >= _HEADS_MAX:
-            _HEADS.clear()
-        _HEADS[key] = head
-    return head
-
-
-def reading_json(reading: Reading) -> str:
-    """``Reading.to_dict`` as compact JSON, written directly from the schema's field types.
-
-    Byte for byte what ``json.dumps(reading.to_dict(), separators=(",", ":"),
-    ensure_ascii=False, allow_nan=False)`` gives (property-tested against
-    :func:`_reading_json_reference`), the same ``KeyError`` for a field the schema
-    does not know and the same ``ValueError`` for NaN or infinity, but about three
-    times faster: the keys are escaped once, the device part once per device, and
-    each number is written by ``float.__repr__`` / ``int.__repr__`` as the json
-    module does. A ``ts`` that is not a plain ``int`` goes through the json module.
-    """
-    keys = _FIELD_KEYS[reading.kind]
-    ts = reading.ts
-    if type(ts) is not int:
-        return _reading_json_reference(reading)
-    parts = []
-    for name, value in reading.fields.items():
-        key, is_float = keys[name]
-        if is_float:
-            if type(value) is not float:
-                value = float(value)
-            if not -_INF < value < _INF:  # NaN or infinity, as the json module refuses them
-                raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
-            parts.append(key + _float_repr(value))
-        else:
-            parts.append(key + _int_repr(int(value)))
-    return f'{_head(reading.device, reading.kind, reading.string)}"ts":{ts},"fields":{{{",".join(parts)}}}}}'
-
-
 def _envelope(site: str) -> tuple[str, str]:
     """The ``readings`` payload around its list of readings, split where the readings go."""
-    text = _ENCODE(readings_payload(site, []))
+    text = encode_json(readings_payload(site, []))
     head, tail = text.rsplit("[]", 1)
     return head + "[", "]" + tail
 
@@ -234,7 +156,7 @@ class Forwarder:
         disk): the caller logs it; nothing half-written remains.
         """
         items: list[SpoolItem] = [SpoolItem("readings", r.ts, reading_json(r)) for r in readings]
-        items += [SpoolItem("events", e.ts, _ENCODE(e.to_payload(self.topics.site))) for e in events]
+        items += [SpoolItem("events", e.ts, encode_json(e.to_payload(self.topics.site))) for e in events]
         if not items:
             return
         ids = self.spool.append(items)

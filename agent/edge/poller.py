@@ -8,7 +8,8 @@ published: Grafana would show it as megawatt-hours of phantom production), and
 the set of active events (a transition, not a level, is published).
 
 Logs are written on state changes only: one line when an inverter goes to
-sleep at dusk, one when it wakes up at dawn, nothing for the polls in between.
+sleep at dusk, one when it wakes up at dawn, nothing for the polls in between;
+a status that flips at every poll is summarised (:mod:`agent.flapping`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
 from agent.edge.counters import CounterGuard
 from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError
+from agent.flapping import FlapDamper
 from agent.modbus.plan import RegisterBlock
 from agent.modbus.types import RegisterReader
 from agent.schema import STATE_FAULT, STATE_OFF, STATE_SLEEPING, Event, LinkStatus, Reading
@@ -102,6 +104,7 @@ class DevicePoller:
         self._active_events: dict[str, str] = {}
         self._failures = 0
         self._next_attempt = 0.0
+        self._flaps = FlapDamper(driver.name, log, clock)
         self.last_started = clock()
         """Monotonic-ish wall time the last poll started (the watchdog checks it)."""
 
@@ -121,6 +124,7 @@ class DevicePoller:
         now = self.clock()
         started = time.monotonic()
         self.last_started = now
+        self._flaps.tick()
         if now < self._next_attempt:
             return None
         ts_ms = int(now * 1000)
@@ -226,6 +230,8 @@ class DevicePoller:
         if status == previous:
             return
         self.stats.status = status
+        if not self._flaps.allow(status, reason):
+            return
         level = logging.WARNING if status in ("unreachable", "fault") else logging.INFO
         if previous is None and status == "ok":
             log.info("%s: polling", self.name)

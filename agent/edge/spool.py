@@ -50,7 +50,6 @@ Design choices, for a Raspberry Pi that runs for years on an SD card:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -61,6 +60,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from agent.encoding import encode_json
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +151,8 @@ class SpoolStats:
     """Rows dropped because the spool was full or too old, since this spool file was created."""
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-"""One encoder built once (``json.dumps`` with options builds a new one per call)."""
-
-
 def _compact(payload: dict[str, Any] | str) -> str:
-    return payload if isinstance(payload, str) else _ENCODE(payload)
+    return payload if isinstance(payload, str) else encode_json(payload)
 
 
 class Spool:

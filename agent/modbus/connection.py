@@ -34,6 +34,7 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from agent.errors import IllegalAddress, TerrilError, TransportError
+from agent.flapping import FlapDamper
 from agent.modbus.backoff import Backoff
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, Table
 from agent.modbus.responses import FAST_RESPONSES, registers_from_response, transport_error_from
@@ -291,6 +292,7 @@ class UnitReader:
         self._down_since = 0.0
         self._reason = ""
         self._logged_down = False
+        self._flaps = FlapDamper(f"modbus unit {unit} on {link.name}", log)
 
     @property
     def reachable(self) -> bool | None:
@@ -302,6 +304,7 @@ class UnitReader:
     async def read(self, table: Table, address: int, count: int) -> list[int]:
         """Read ``count`` registers from ``address`` (function 3 for holding, 4 for input)."""
         self.requests += 1
+        self._flaps.tick()
         try:
             registers = await self.link.read(self.unit, table, address, count, on_send=self._sent)
         except TransportError as exc:
@@ -323,17 +326,19 @@ class UnitReader:
         self._reason = reason
         # When the whole link is down its own log line already says so.
         if self.link.connected and not self._logged_down:
-            log.warning("modbus unit %d on %s not answering: %s", self.unit, self.link.name, reason)
             self._logged_down = True
+            if self._flaps.allow("not answering", reason):
+                log.warning("modbus unit %d on %s not answering: %s", self.unit, self.link.name, reason)
 
     def _answered(self) -> None:
         if self._reachable is True:
             return
         if self._logged_down:
-            log.info(
-                "modbus unit %d on %s answering again after %.0f s",
-                self.unit, self.link.name, time.monotonic() - self._down_since,
-            )
+            if self._flaps.allow("answering", "answering again"):
+                log.info(
+                    "modbus unit %d on %s answering again after %.0f s",
+                    self.unit, self.link.name, time.monotonic() - self._down_since,
+                )
         elif self._reachable is None:
             log.info("modbus unit %d on %s answering", self.unit, self.link.name)
         self._reachable, self._since, self._reason = True, time.time(), ""

@@ -82,6 +82,9 @@ def registers_from_response(response: ModbusPDU, where: str, count: int) -> list
         if code in GATEWAY_CODES:
             raise GatewayError(message, code)
         raise ModbusExceptionResponse(message, code)
+    malformed = getattr(response, "malformed", None)
+    if malformed is not None:
+        raise TransportError(f"{where}: malformed answer: {malformed}")
     registers = list(response.registers)
     if len(registers) != count:
         raise TransportError(f"{where}: answer holds {len(registers)} registers, asked for {count}")
@@ -108,13 +111,19 @@ class _RegistersInOneUnpack:
     a short ``str`` (no register dump)."""
 
     registers: list[int]
+    malformed: str | None = None
+    """Why the answer cannot be read (set instead of raising: see :meth:`decode`)."""
 
     def decode(self, data: bytes) -> None:
-        if (data_len := int(data[0])) >= len(data):
-            raise ModbusIOException(
-                f"byte_count {data_len} > length of packet {len(data)}",
-                function_code=self.function_code,  # type: ignore[attr-defined]
-            )
+        """Never raises: pymodbus decodes inside ``data_received``, where an exception is an
+        asyncio "Fatal error" with a traceback and the end of the connection every unit of the
+        link shares. The frame itself is whole (the MBAP length delimits it on TCP), so the
+        answer is refused as malformed by :func:`registers_from_response` and the link stays up."""
+        if not data or (data_len := int(data[0])) >= len(data):  # where pymodbus' own decode raises
+            self.registers = []
+            self.malformed = f"byte count {data[0] if data else 'missing'} in an answer of " \
+                             f"{max(0, len(data) - 1)} data bytes"
+            return
         self.registers = list(struct.unpack_from(f">{data_len // 2}H", data, 1))
 
     def __str__(self) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.errors import ConfigError
+from agent.configerrors import validate_model
+from agent.configfile import load_yaml
 from agent.sim.devices import Identity, SimInverter, SimMeter, evt1_bits
 from agent.sim.server import SerialEndpoint, SimServer, SimUnit, TcpEndpoint
 from agent.sim.solar import Clouds, SimClock, Site
@@ -165,31 +165,13 @@ class SimulatorConfig(_Strict):
         return self
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_config(data: Any, source: str = "simulator config") -> SimulatorConfig:
     """Validate already-parsed YAML/dict data; ConfigError lists every problem with its key path."""
-    try:
-        return SimulatorConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(source, problems) from None
+    return validate_model(SimulatorConfig, data, source, expected="servers (and optional start, listen, clouds)")
 
 
 def load_config(path: str | Path) -> SimulatorConfig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    return parse_config(data, str(path))
+    return parse_config(load_yaml(path), str(path))
 
 
 def _fault_schedule(windows: list[FaultWindow], zone: ZoneInfo) -> Callable[[datetime], int] | None:

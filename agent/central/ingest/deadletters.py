@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 DEADLETTER_LOG_EVERY_S = 60.0
 DEFAULT_MAX_PACKET_BYTES = 1_000_000
 """Dead-letter size budget when the broker's CONNACK states no Maximum Packet Size (the shipped
-config/mosquitto/mosquitto.conf sets max_packet_size to this)."""
+config/mosquitto/terril.conf sets max_packet_size to this)."""
 PACKET_OVERHEAD_BYTES = 1024
 """Room left in a packet for the fixed header, the topic and the properties of a dead letter."""
 DEADLETTER_HEAD_BYTES = 64 * 1024

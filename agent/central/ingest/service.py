@@ -120,6 +120,12 @@ class Ingest:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler.add_job(self.run_rollup, "interval", seconds=config.rollup.every, id="rollup",
                                max_instances=1, coalesce=True, misfire_grace_time=config.rollup.every)
+        if config.public is not None:  # the public static site (agent.public), first built at start
+            from agent.public.schedule import PublicSiteJob
+
+            self.scheduler.add_job(PublicSiteJob(config), "interval", seconds=config.public.every, id="public",
+                                   max_instances=1, coalesce=True, misfire_grace_time=config.public.every,
+                                   next_run_time=datetime.now().astimezone())
         self._loop_beat = self._write_beat = time.monotonic()
         """When the decode loop / the writer thread last proved they turn (monotonic s); read by the watchdog."""
         self._writer_thread: threading.Thread | None = None
