@@ -207,5 +207,5 @@ def test_performance_section_defaults_are_the_documented_ones_and_reach_the_mode
         parse_ingest_config({"influxdb": {"api": "v1", "database": "terril"},
                              "performance": {"losses": 10, "sky_model": "klucher", "low_days": 6}})
     problems = exc.value.problems
-    assert "performance.losses: unknown key" in problems
+    assert any(p.startswith("performance.losses: unknown key") for p in problems)
     assert any(p.startswith("performance.sky_model:") for p in problems)
