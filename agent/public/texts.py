@@ -71,6 +71,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "fr": "Objectif : produire {} de la consommation d'ici {}.",
         "en": "Target: produce {} of the consumption by {}.",
     },
+    "balance_partial": {
+        "fr": "Données partielles : une commune ou un secteur est masqué ou manquant cette année-là.",
+        "en": "Partial data: a commune or a sector is masked or missing that year.",
+    },
     "impact_h": {"fr": "Ce que cela représente", "en": "What it amounts to"},
     "co2": {"fr": "CO₂ évité cette année (estimation)", "en": "CO₂ avoided this year (estimate)"},
     "co2_factor": {"fr": "Facteur : {} CO₂e par kWh produit.", "en": "Factor: {} CO₂e per kWh produced."},
@@ -114,6 +118,7 @@ TEXTS: dict[str, dict[Lang, str]] = {
     },
     "status_live": {"fr": "Mesures reçues aujourd'hui", "en": "Readings received today"},
     "status_silent": {"fr": "Pas de mesure depuis le {}", "en": "No reading since {}"},
+    "status_long_silent": {"fr": "Pas de mesure depuis plus de 45 jours", "en": "No reading for more than 45 days"},
     "status_never": {"fr": "Pas encore de mesure", "en": "No reading yet"},
     "unlisted": {
         "fr": "{} autre(s) installation(s) mesurée(s) compte(nt) dans les totaux sans être encore décrite(s).",
