@@ -298,7 +298,7 @@ def test_terril_rollup_since_and_check_config_with_an_inventory_file(
                      "no performance index"], notes
 
 
-class influx_db:  # noqa: N801 - a view of the server on another database, for _per_day
+class influx_db:  # a view of the server on another database, for _per_day
     def __init__(self, server: InfluxServer, db: str) -> None:
         self.server, self.db = server, db
 
