@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,11 +23,14 @@ from tests.ingest_support import (
     IngestThread,
     count,
     ingest_config,
+    ingest_config_dict,
     publish_all,
     reading,
     readings_message,
     wait_until,
+    write_config,
 )
+from tests.test_ingest_outage import IngestProcess
 
 
 def _info(site: str, ts: int | None, **fields: object) -> tuple[str, bytes]:
@@ -120,3 +124,49 @@ def test_retained_garbage_and_health_without_ts_are_not_replayed_at_each_restart
             assert ingest.stats.retained_not_stored == 2
             assert ingest.health_document()["retained_not_stored"] == 2
     assert influx.rows("SELECT spool_depth FROM agent GROUP BY site", DB) == first
+
+
+def _vm(pid: int, key: str) -> int:
+    """VmHWM (peak resident memory) or VmRSS of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def test_a_qos0_flood_is_shed_within_the_byte_budget_and_qos1_is_kept(
+    tmp_path: Path, mosquitto: MosquittoBroker,
+) -> None:
+    """Issue 13.3: 500 KiB QoS 0 messages at 600/s took the ingest past 1 GB (its receive window
+    bounds QoS 1 only). Here InfluxDB is down while 375 MB of QoS 0 health arrive: the ingest must
+    stay within its 8 MiB budget (plus what Python needs), drop QoS 0 with a count, and store every
+    QoS 1 reading sent in between once InfluxDB is up."""
+    influx = InfluxServer(tmp_path / "influx")  # not started yet: the ingest holds what it receives
+    config = ingest_config_dict(mosquitto.port, influx.url, client_id="ingest-flood")
+    config["subscription"]["max_queue_bytes"] = 8 * 1024 * 1024
+    ingest = IngestProcess(write_config(tmp_path / "ingest.yaml", config), tmp_path / "ingest.log").start()
+    try:
+        assert ingest.proc is not None
+        before = _vm(ingest.proc.pid, "VmRSS")
+        blob = "x" * (256 * 1024)
+        flood = [("terril/mairie/health", json.dumps({"v": 1, "site": "mairie", "ts": T0 + i, "spool_depth": i,
+                                                     "devices": {"blob": blob}}).encode()) for i in range(1500)]
+        readings = [readings_message("ecole", [reading("ond-1", T0 + i * 1000)]) for i in range(20)]
+        for k in range(20):  # interleaved: 75 QoS 0 messages (19 MB), then one QoS 1 reading
+            publish_all(mosquitto.port, flood[k * 75:(k + 1) * 75], qos=0)
+            publish_all(mosquitto.port, [readings[k]])
+        time.sleep(2)  # let the broker hand over what it still holds
+        grown = _vm(ingest.proc.pid, "VmHWM") - before
+        assert grown < 80 * 1024 * 1024, f"the ingest grew by {grown / 2**20:.0f} MiB during a 375 MB flood"
+        influx.start()
+        influx.create_database(DB)
+        wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter") == 20, timeout=60,
+                   what="every QoS 1 reading stored")
+        wait_until(lambda: b"has room again" in ingest.log.read_bytes(), timeout=30, what="end of shedding")
+    finally:
+        ingest.stop()
+        influx.stop()
+    log_text = ingest.log.read_text()
+    assert log_text.count("dropping QoS 0 messages") == 1, log_text
+    shed = int(log_text.split("has room again: ")[1].split(" QoS 0")[0])
+    assert 1000 <= shed < 1500, log_text

@@ -8,6 +8,7 @@ tests/test_public_golden.py`` and read the diff.
 
 from __future__ import annotations
 
+import html
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.central.inventory import load_inventory, load_newborns
+from agent.central.territory.report import TerritoryBalance
 from agent.public.build import render_files
 from agent.public.config import PublicConfig
 from agent.public.model import public_view
@@ -50,7 +52,9 @@ def rendered(tmp_path: Path) -> dict[str, bytes]:
     register = load_newborns(tmp_path / "newborns.csv")
     config = PublicConfig.model_validate({"out": str(tmp_path / "site")})
     f = facts()
-    return render_files(public_view(f, inventory, config, register), f, config)
+    renewable = TerritoryBalance("Loos-en-Gohelle", 2024, 41_200_000_000.0, 5_150_000_000.0, 0.125, False,
+                                 2050, 1.0, 0.2, ("agence_ore", "enedis_production"))
+    return render_files(public_view(f, inventory, config, register, renewable=renewable), f, config)
 
 
 @pytest.mark.parametrize("rel", GOLDEN)
@@ -68,6 +72,10 @@ def test_what_the_golden_pages_say(tmp_path: Path) -> None:
     assert "Le panneau de Léa" in files["naissances/panneau-1.html"]
     without = files["naissances/panneau-2.html"]
     assert "Panneau n°\u00a02" in without and "Né·e en février 2026" in without and "Hugo" not in without
+    index = html.unescape(files["index.html"])
+    assert ("Toute la production renouvelable locale (solaire, éolien, hydraulique, bioénergies) couvrait "
+            "12\u00a0% de la consommation d'électricité du territoire en 2024.") in index
+    assert "Données partielles" in index
     roof = files["toits/citoyen-1.html"]
     assert "Toit citoyen n°\u00a01" in roof
     for secret in ("maison-dupont", "Dupont", "Mineurs", "50.4581"):

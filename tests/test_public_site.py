@@ -15,7 +15,9 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,6 +39,7 @@ from tests import public_town as town
 from tests.fixtures.influx import InfluxServer
 
 DB = "terril"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -207,6 +210,18 @@ def test_no_public_file_holds_private_data(seeded: Town) -> None:
     assert (seeded.out / "toits" / "citoyen-1.html").exists()
 
 
+def test_every_link_of_every_page_leads_to_a_file_of_the_site(seeded: Town) -> None:
+    pages = [p for p in seeded.out.rglob("*.html")]
+    assert len(pages) == 2 * (1 + 8 + 3)  # home, 8 roofs, 3 newborn panels, in two languages
+    for page in pages:
+        for href in re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8")):
+            if href.startswith("#"):
+                continue
+            assert "://" not in href and not href.startswith("/"), (page, href)
+            target = (page.parent / html.unescape(href)).resolve()
+            assert target.is_file() and seeded.out.resolve() in target.parents, (page, href)
+
+
 def test_daily_csv_has_the_territory_days(seeded: Town) -> None:
     rows = seeded.read("data/daily.csv").splitlines()
     assert rows[0] == "date,production_wh,reference_consumption_wh"
@@ -234,6 +249,21 @@ def test_build_swaps_atomically_and_keeps_two_builds(seeded: Town) -> None:
     assert out.resolve() == third.build.resolve() and (out / "index.html").is_file()
 
 
+def test_a_build_under_the_services_umask_is_readable_by_the_web_server(seeded: Town) -> None:
+    """terril-ingest.service runs with UMask=0077; nginx (www-data) must still read every file."""
+    out = seeded.tmp / "umask" / "site"
+    previous = os.umask(0o077)
+    try:
+        build_site(seeded.config, out, at=town.AT, inventory=seeded.inventory)
+    finally:
+        os.umask(previous)
+    paths = [out.parent / "site.builds", *(out.parent / "site.builds").rglob("*")]
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o005 if path.is_dir() else 0o004  # others may traverse folders and read files
+        assert (mode & wanted) == wanted, (path, oct(mode))
+
+
 def test_empty_database_no_reference_and_empty_register_render_sensible_pages(seeded: Town) -> None:
     seeded.influx.create_database("empty")
     folder = seeded.tmp / "empty-town"
@@ -255,6 +285,36 @@ def test_empty_database_no_reference_and_empty_register_render_sensible_pages(se
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"\b(NaN|nan|None|inf|null W|undefined)\b", text), path
     assert built.view.roofs and all(r.total_wh == 0 for r in built.view.roofs)
+
+
+def test_the_renewable_share_from_open_data_and_the_target(seeded: Town) -> None:
+    """After ``terril territory import`` the site shows all local renewable production / consumption."""
+    from agent.central.territory.parse import parse_file
+    from agent.central.territory.store import plan_import, read_records, write_plan
+
+    seeded.influx.create_database("opendata")
+    client = InfluxQLClient(seeded.influx.url, "opendata")
+    folder = Path(__file__).resolve().parent.parent / "config" / "opendata"
+    parsed = [parse_file(folder / name, ["62528"]) for name in (
+        "conso-elec-gaz-annuelle-par-naf-agregee-commune.csv",
+        "production-electrique-par-filiere-a-la-maille-commune.csv")]
+    plan = plan_import(parsed, read_records(client, town.TZ), town.TZ, "2026-03-01T00:00:00+00:00")
+    write_plan(client, line_writer(client), plan, town.TZ)
+    out = seeded.tmp / "opendata-site"
+    build_site(ingest_config(seeded.influx.url, "opendata"), out, at=town.AT, inventory=seeded.inventory)
+    # 2023, the latest year of the files: ORE electricity of the 4 sectors, Enedis solar (BT + HTA) + masked bio
+    consumption = (16890.3 + 11010.8 + 5540.1 + 287.5) * 1e6
+    renewable = (3620.5 + 2490.7) * 1e6
+    summary = json.loads((out / "data" / "summary.json").read_text(encoding="utf-8"))
+    r = summary["renewable_share"]
+    assert r["year"] == 2023 and r["complete"] is False  # bioenergy is masked
+    assert math.isclose(r["share"], renewable / consumption, abs_tol=1e-6)
+    assert math.isclose(r["consumption_wh"], consumption, rel_tol=1e-9)
+    assert summary["target"] == {"year": 2050, "share": 1.0}
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert re.search(r"couvrait 18\s?% de la consommation d'électricité du territoire en 2023", index), index
+    english = html.unescape((out / "en" / "index.html").read_text(encoding="utf-8"))
+    assert "of the territory's electricity consumption in 2023" in english
 
 
 def write_ingest_yaml(seeded: Town, path: Path, url: str, public_out: Path) -> Path:

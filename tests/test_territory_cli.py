@@ -134,6 +134,8 @@ def test_import_and_report_numbers_equal_hand_truths(setup: dict[str, Any], caps
     status, out, err = terril(capsys, "territory", "import", "-c", str(config), *map(str, files.values()))
     assert status == 0, err
     assert "62528 2022 electricity (agence_ore): imported from" in out
+    assert ("62510 2022 electricity (enedis_consumption): imported from consommation-electrique-par-secteur-"
+            "dactivite-commune.csv; unknown (masked in the file, not 0): industry.energy_wh") in out
     assert "commune 62498 of the inventory is absent" in err  # a warning, not an error
 
     doc = report(capsys, config)
@@ -291,3 +293,29 @@ def test_rollup_writes_commune_rows_with_the_imported_reference(setup: dict[str,
     assert territory["reference_consumption_wh"] == pytest.approx(
         (LOOS_CONSUMPTION + LIEVIN_CONSUMPTION + 80000e6) * share)
     assert rows()["62498"]["reference_consumption_wh"] == pytest.approx(80000e6 * share)
+
+
+def test_a_failure_of_the_open_data_part_never_stops_the_daily_rows(setup: dict[str, Any], influx: InfluxServer,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A bug or a refused query in the territory part: one warning, the constant, the sites' rows written."""
+    from agent.central.territory import daily
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("figures unreadable")
+
+    monkeypatch.setattr(daily, "write_balance", broken)
+    ts = int(datetime(2022, 6, 1, 6, tzinfo=PARIS).timestamp() * 1000)
+    lines = [make_point("inverter", {"site": "mairie", "device": "ond-1"}, {"ac_energy_wh": v}, ts + k * 3_600_000)
+             .to_line() for k, v in enumerate((1000.0, 5000.0))]
+    assert influx.write_lines(DB, lines)[0] == 204
+    rollup = Rollup.from_config(load_ingest_config(setup["config"]))
+    with caplog.at_level(logging.INFO, logger="agent.central.territory.daily"):
+        for _ in range(3):
+            rollup.run_once(now=datetime(2022, 6, 1, 23, tzinfo=PARIS), since=date(2022, 6, 1))
+    assert caplog.text.count("reading the imported open data failed") == 1
+    assert "figures unreadable" in caplog.text
+    [row] = influx.rows('SELECT "production_wh", "reference_consumption_wh" FROM "energy_daily" '
+                        "WHERE \"site\" = '_territory' AND time = '2022-05-31T22:00:00Z'", DB)
+    assert row["production_wh"] == pytest.approx(4000.0)
+    assert row["reference_consumption_wh"] == pytest.approx(CONSTANT_WH * 24 / (365.25 * 24))

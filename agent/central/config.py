@@ -112,6 +112,11 @@ class SubscriptionConfig(_Strict):
     receive_maximum x the broker's max_packet_size = 500 x 1 MB = 500 MB, at most half
     of the unit's MemoryMax=1G (the other half: decoded batches, Python, the rollup).
     """
+    max_queue_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=2**40)
+    """Bytes of received messages the ingest holds before it drops QoS 0 ones (counted: ``shed_qos0``).
+
+    QoS 1 messages are never dropped: they are bounded by receive_maximum instead (above).
+    """
 
     @model_validator(mode="after")
     def _names(self) -> SubscriptionConfig:
@@ -170,7 +175,7 @@ class InfluxConfig(_Strict):
             problems.append(("", "password and password_file are exclusive"))
         if self.api == "v2":
             needed: tuple[str, ...] = ("org", "bucket")
-            unused = ("database", "retention_policy", "username", "password", "password_file")
+            unused: tuple[str, ...] = ("database", "retention_policy", "username", "password", "password_file")
             other = "only for api v1 (v2 uses org, bucket, token)"
         else:
             needed = ("database",)

@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 from agent.central.config import IngestConfig, load_ingest_config
 from agent.central.influxql import InfluxQLClient, InfluxQueryError, InfluxUnavailable
 from agent.central.rollup import day_start_ms, today_in
-from agent.edge.config import load_agent_config
 from agent.demo import services
 from agent.demo.public_site import public_section, serve_folder
 from agent.demo.services import Child, Children, DemoError
@@ -54,6 +53,7 @@ from agent.demo.town import (
     simulator_document,
     write_yaml,
 )
+from agent.edge.config import load_agent_config
 from agent.errors import ConfigError
 from agent.sim.config import build_servers, parse_config
 from agent.sim.devices import SimInverter
@@ -65,7 +65,8 @@ RESULT_PREFIX = "DEMO-RESULT "
 """The last line of a demo: a JSON document for scripts and the test."""
 
 LOW_SUN_DEG = 10.0
-"""Below this elevation (sun down, or barely up) the plants produce next to nothing: the demo runs the simulated clock from noon."""
+"""Below this elevation (sun down, or barely up) the plants produce next to nothing:
+the demo runs the simulated clock from noon."""
 
 OPEN_DATA = Path(__file__).resolve().parents[2] / "config" / "opendata"
 """Hand-written open-data files of the demo town (``terril territory import``)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.central.inventory import Inventory, Newborn, inventory_for, load_newborns
 from agent.central.rollup import QueryClient, client_from_config
+from agent.central.territory.report import balance_for
 from agent.public.config import PublicConfig
 from agent.public.model import PublicView, public_view
 from agent.public.numbers import LANGS
@@ -71,15 +72,17 @@ def build_site(
     tz = ingest.rollup.timezone
     moment = (at or datetime.now(UTC))
     host = inventory.newborn_panels.site if inventory is not None and inventory.newborn_panels else None
+    client = client or client_from_config(ingest.influxdb)
     facts = fetch_facts(
-        client or client_from_config(ingest.influxdb),
+        client,
         moment,
         tz,
         reference_wh_per_year=ingest.rollup.territory_consumption_wh_per_year,
         host_site=host if register else None,
         host_since=min((n.born for n in register), default=None),
     )
-    view = public_view(facts, inventory, config, register)
+    renewable = balance_for(inventory, client, now=moment) if inventory is not None else None
+    view = public_view(facts, inventory, config, register, renewable=renewable)
     files = render_files(view, facts, config)
     build = publish(Path(out), files)
     return BuiltSite(build, len(files), view)

@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from agent.central.inventory import Inventory, Newborn, Target
+from agent.central.territory.report import TerritoryBalance
 from agent.public.config import PublicConfig
 from agent.public.query import CHART_DAYS, Facts, SiteFacts, territory_sum
 
@@ -113,6 +114,9 @@ class PublicView:
     months_this_year: tuple[float | None, ...]
     months_last_year: tuple[float | None, ...]
     newborns: NewbornArray | None
+    renewable: TerritoryBalance | None = None
+    """All local renewable production / electricity consumption, from the grid operators' open data
+    (``terril territory import``): the latest year imported."""
 
     @property
     def stale(self) -> bool:
@@ -176,7 +180,8 @@ def _newborns(facts: Facts, inventory: Inventory, register: Sequence[Newborn]) -
 
 
 def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
-                register: Sequence[Newborn] = (), territory_name: str | None = None) -> PublicView:
+                register: Sequence[Newborn] = (), territory_name: str | None = None,
+                renewable: TerritoryBalance | None = None) -> PublicView:
     """Everything the pages and the open-data files show, and nothing else."""
     today = facts.today
     days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
@@ -232,4 +237,5 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
         months_this_year=_months(facts, today.year, today),
         months_last_year=_months(facts, today.year - 1, today),
         newborns=newborns,
+        renewable=renewable,
     )

@@ -64,6 +64,7 @@ def summary(view: PublicView, config: PublicConfig) -> dict[str, Any]:
         "share_of_consumption_year": _num(view.share_year, 6),
         "share_of_consumption_12_months": _num(view.share_12_months, 6),
         "target": {"year": view.target.year, "share": view.target.share} if view.target else None,
+        "renewable_share": _renewable(view),
         "co2_avoided_kg_year": _num(view.co2_avoided_kg_year),
         "co2_kg_per_kwh": config.co2_kg_per_kwh,
         "co2_source": config.co2_source.get("fr"),
@@ -110,3 +111,13 @@ def daily_csv(view: PublicView, days: list[tuple[str, float | None, float | None
 
 def to_json(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, ensure_ascii=False, indent=1, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _renewable(view: PublicView) -> dict[str, Any] | None:
+    """All local renewable production / electricity consumption (grid operators' open data), latest year."""
+    r = view.renewable
+    if r is None or r.renewable_share is None:
+        return None
+    return {"year": r.year, "share": _num(r.renewable_share, 6), "complete": r.complete,
+            "consumption_wh": _num(r.consumption_wh), "renewable_production_wh": _num(r.renewable_production_wh),
+            "target_share_that_year": _num(r.target_share_that_year, 6), "sources": list(r.sources)}

@@ -79,7 +79,7 @@ td.n,th.n{text-align:right;white-space:nowrap}
  gap:.75rem}
 .roofs li{border:1px solid #d5d8dc;border-radius:8px;padding:.7rem .8rem}
 .roofs .name{font-weight:700}
-dl{margin:.3rem 0 0;display:grid;grid-template-columns:auto 1fr;gap:.1rem .6rem;font-size:.95rem}
+dl{margin:.3rem 0 0;max-width:30rem;display:grid;grid-template-columns:auto 1fr;gap:.1rem .6rem;font-size:.95rem}
 dt{color:#3d4248}dd{margin:0;text-align:right;white-space:nowrap}
 .silent{color:#8a3b00}
 .panels{list-style:none;padding:0;margin:.75rem 0;display:grid;grid-template-columns:repeat(auto-fill,2.4rem);gap:4px}
@@ -188,6 +188,11 @@ def _share_section(view: PublicView, lang: Lang) -> str:
             body += (f'<p class="label">{_e(label)}</p><p class="big">{_e(format_percent(share, lang))}</p>'
                      f'<div class="bar" aria-hidden="true"><span style="width:{width:.1f}%"></span></div>')
         body += f'<p class="note">{_e(t("share_method", lang))}</p>'
+    r = view.renewable
+    if r is not None and r.renewable_share is not None:
+        body += (f'<p id="renewable">{_e(t("renewable_share", lang, format_percent(r.renewable_share, lang), r.year))}'
+                 f'</p><p class="note">{_e(t("renewable_source", lang))}'
+                 + ("" if r.complete else " " + _e(t("balance_partial", lang))) + "</p>")
     if view.target is not None:
         target = t("target", lang, format_percent(view.target.share, lang), view.target.year)
         body += f"<p><strong>{_e(target)}</strong></p>"
@@ -272,6 +277,8 @@ def _status(roof: Roof, lang: Lang) -> str:
         return _e(t("status_live", lang))
     if roof.silent_since is not None:
         return f'<span class="silent">{_e(t("status_silent", lang, format_date(roof.silent_since, lang)))}</span>'
+    if roof.has_data:
+        return f'<span class="silent">{_e(t("status_long_silent", lang))}</span>'
     return _e(t("status_never", lang))
 
 
@@ -279,6 +286,8 @@ def _roof_facts(roof: Roof, year: int, lang: Lang) -> str:
     rows = []
     if roof.peak_power_w:
         rows.append((t("peak", lang), format_peak_power(roof.peak_power_w, lang)))
+    if not roof.has_data:  # a roof not connected yet: no "0 Wh" that would read as a failure
+        return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows) + "</dl>"
     rows.append((t("year_production", lang, year), format_energy(roof.year_wh, lang)))
     if roof.yield_kwh_per_kwp_year is not None:
         rows.append((t("yield", lang, year), format_yield(roof.yield_kwh_per_kwp_year, lang)))

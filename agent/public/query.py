@@ -45,6 +45,8 @@ POWER_FRESH = timedelta(minutes=15)
 BEFORE_MIDNIGHT = timedelta(days=2)
 """How far back the reading before today's midnight is looked for."""
 CHART_DAYS = 30
+RECENT = timedelta(days=45)
+"""A roof's latest production day is looked for this far back (an unbounded ``last()`` scans every shard)."""
 
 _AC_POWER = quote_ident(INVERTER.field("ac_power_w").name)
 _AC_ENERGY = quote_ident(INVERTER.field("ac_energy_wh").name)
@@ -77,7 +79,7 @@ class SiteFacts:
     last_reading_ms: int | None = None
     """Latest inverter reading up to ``at`` (looked for over today and the two days before)."""
     last_day: date | None = None
-    """Latest finished local day with a production row."""
+    """Latest finished local day with a production row, in the last 45 days."""
     daily: dict[date, float] = field(default_factory=dict)
     """Production of the last 30 local days, today (partial) included."""
 
@@ -112,6 +114,7 @@ def _number(value: object) -> float | None:
 
 
 def _by_site(result: list[Series]) -> dict[str, list[list[object]]]:
+    """Rows per site tag; ``_territory`` is not a slug, so the town-wide row is left out here."""
     out: dict[str, list[list[object]]] = {}
     for s in result:
         site = s.tags.get("site", "")
@@ -158,7 +161,7 @@ def fetch_facts(
     history_start = day_start_ms(date(today.year - 1, 1, 1), zone)
     chart_start = day_start_ms(today - timedelta(days=CHART_DAYS - 1), zone)
     before_start = midnight - int(BEFORE_MIDNIGHT.total_seconds() * 1000)
-    not_territory = f"site != {_TERRITORY}"
+    recent_start = day_start_ms(today - RECENT, zone)
     up_to_at = f"time <= {time_ms(at_ms)}"
 
     fresh_start = at_ms - int(POWER_FRESH.total_seconds() * 1000)
@@ -172,14 +175,15 @@ def fetch_facts(
         f"SELECT last({_AC_ENERGY}) FROM {_INVERTER} WHERE {today_so_far}",
         f"SELECT {_PROD}, {_REF} FROM {_DAILY} WHERE site = {_TERRITORY} AND time >= {time_ms(history_start)}"
         f" AND time < {time_ms(midnight)}",
-        f"SELECT sum({_PROD}) FROM {_DAILY} WHERE {not_territory} AND time >= {time_ms(year_start)}"
+        f"SELECT sum({_PROD}) FROM {_DAILY} WHERE time >= {time_ms(year_start)}"
         f" AND time < {time_ms(midnight)} GROUP BY site",
-        f"SELECT sum({_PROD}) FROM {_DAILY} WHERE {not_territory} AND time < {time_ms(midnight)} GROUP BY site",
-        f"SELECT {_PROD} FROM {_DAILY} WHERE {not_territory} AND time >= {time_ms(chart_start)}"
+        f"SELECT sum({_PROD}) FROM {_DAILY} WHERE time < {time_ms(midnight)} GROUP BY site",
+        f"SELECT {_PROD} FROM {_DAILY} WHERE time >= {time_ms(chart_start)}"
         f" AND time < {time_ms(midnight)} GROUP BY site",
         f"SELECT sum({_PROD}) FROM {_DAILY} WHERE site = {_TERRITORY} AND time < {time_ms(midnight)}",
         f"SELECT first({_PROD}) FROM {_DAILY} WHERE site = {_TERRITORY} AND time < {time_ms(midnight)}",
-        f"SELECT last({_PROD}) FROM {_DAILY} WHERE {not_territory} AND time < {time_ms(midnight)} GROUP BY site",
+        f"SELECT last({_PROD}) FROM {_DAILY} WHERE time >= {time_ms(recent_start)}"
+        f" AND time < {time_ms(midnight)} GROUP BY site",
     ]
     if host_site is not None and host_since is not None:
         statements.append(

@@ -47,6 +47,16 @@ TEXTS: dict[str, dict[Lang, str]] = {
         "en": "Share of the territory's electricity consumption covered by these roofs in {}",
     },
     "share_12": {"fr": "Sur les 12 derniers mois", "en": "Over the last 12 months"},
+    "renewable_share": {
+        "fr": "Toute la production renouvelable locale (solaire, éolien, hydraulique, bioénergies) couvrait {} "
+              "de la consommation d'électricité du territoire en {}.",
+        "en": "All local renewable production (solar, wind, hydro, bioenergy) covered {} of the territory's "
+              "electricity consumption in {}.",
+    },
+    "renewable_source": {
+        "fr": "Source : données ouvertes annuelles des gestionnaires de réseau (Agence ORE, Enedis, ODRÉ).",
+        "en": "Source: the grid operators' annual open data (Agence ORE, Enedis, ODRÉ).",
+    },
     "share_unknown": {
         "fr": "La consommation de référence du territoire n'est pas encore connue pour cette période.",
         "en": "The territory's reference consumption is not known yet for this period.",
@@ -60,6 +70,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
     "target": {
         "fr": "Objectif : produire {} de la consommation d'ici {}.",
         "en": "Target: produce {} of the consumption by {}.",
+    },
+    "balance_partial": {
+        "fr": "Données partielles : une commune ou un secteur est masqué ou manquant cette année-là.",
+        "en": "Partial data: a commune or a sector is masked or missing that year.",
     },
     "impact_h": {"fr": "Ce que cela représente", "en": "What it amounts to"},
     "co2": {"fr": "CO₂ évité cette année (estimation)", "en": "CO₂ avoided this year (estimate)"},
@@ -104,6 +118,7 @@ TEXTS: dict[str, dict[Lang, str]] = {
     },
     "status_live": {"fr": "Mesures reçues aujourd'hui", "en": "Readings received today"},
     "status_silent": {"fr": "Pas de mesure depuis le {}", "en": "No reading since {}"},
+    "status_long_silent": {"fr": "Pas de mesure depuis plus de 45 jours", "en": "No reading for more than 45 days"},
     "status_never": {"fr": "Pas encore de mesure", "en": "No reading yet"},
     "unlisted": {
         "fr": "{} autre(s) installation(s) mesurée(s) compte(nt) dans les totaux sans être encore décrite(s).",

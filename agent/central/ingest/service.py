@@ -65,13 +65,13 @@ import logging
 import queue
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.central.config import IngestConfig
-from agent.central.ingest.batching import IDLE_FLUSH_S, Batch, LateData, Message
+from agent.central.ingest.batching import BATCH_MAX_BYTES, IDLE_FLUSH_S, Batch, Inbox, LateData, Message
 from agent.central.ingest.deadletters import DeadLetters
 from agent.central.ingest.session import BrokerSession
 from agent.central.ingest.stats import IngestStats
@@ -103,7 +103,7 @@ class Ingest:
         self.writer = writer if writer is not None else make_writer(config.influxdb)
         self.stats = IngestStats()
         self.client_id = config.subscription.client_id
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._inbox = Inbox(config.subscription.max_queue_bytes, self.stats)
         self.notifier = SystemdNotifier()
         self.session = BrokerSession(config, self.stats, self._inbox, self.notifier)
         self.subscribed = self.session.subscribed
@@ -169,6 +169,8 @@ class Ingest:
             "backlog": s.backlog,
             "reconnects": s.reconnects,
             "retained_not_stored": s.retained_not_stored,
+            "shed_qos0": s.shed_qos0,
+            "held_bytes": self._inbox.held_bytes,
             "influxdb": "down" if self._influx_down_since is not None else "up",
             # Healthy means data reaches InfluxDB, not only that the threads turn (the watchdog's test).
             "healthy": self.healthy() and self._influx_down_since is None,
@@ -177,7 +179,8 @@ class Ingest:
     def publish_health(self) -> None:
         """Retained, QoS 0 like the agents' health: the latest value is what matters, not each one."""
         doc = self.health_document()
-        self.session.client.publish(self.health_topic, json.dumps(doc, separators=(",", ":")).encode(), qos=0, retain=True)
+        payload = json.dumps(doc, separators=(",", ":")).encode()
+        self.session.client.publish(self.health_topic, payload, qos=0, retain=True)
         self.notifier.status(f"{doc['messages']} messages, {doc['points_written']} points written, "
                              f"{doc['deadletters']} dead letters, backlog {doc['backlog']}, InfluxDB {doc['influxdb']}")
 
@@ -210,7 +213,7 @@ class Ingest:
     def _late_day(self, ts_ms: int) -> date:
         zone = ZoneInfo(self.rollup.timezone)
         day = datetime.fromtimestamp(ts_ms / 1000, zone).date()
-        floor = datetime.now(timezone.utc).astimezone(zone).date() - timedelta(days=LATE_DATA_MAX_DAYS)
+        floor = datetime.now(UTC).astimezone(zone).date() - timedelta(days=LATE_DATA_MAX_DAYS)
         if day < floor:
             log.warning("readings from %s were stored; the scheduled rollup reaches back to %s only: "
                         "run `terril rollup --since %s` for the days before", day, floor, day)
@@ -279,7 +282,7 @@ class Ingest:
             else:
                 wait = 0.5
             try:
-                msg = self._inbox.get(timeout=wait)
+                msg = self._inbox.get(wait)
             except queue.Empty:
                 msg = None
             if msg is not None:
@@ -290,6 +293,7 @@ class Ingest:
                 batch.add(msg, self._decode(msg))
             due = bool(batch.messages) and (
                 len(batch.lines) >= cfg.max_points
+                or batch.bytes >= BATCH_MAX_BYTES
                 # the broker sends nothing more until some of these are acknowledged:
                 or len(batch.messages) + handed_over - self.stats.settled >= window
                 or now >= first_at + cfg.max_delay
@@ -386,8 +390,8 @@ class Ingest:
             for msg in batch.messages:
                 if not msg.problems:
                     self.session.ack(msg)
-            self.stats.settled += len(batch.messages)
-            return
-        for msg in batch.messages:
-            self.session.ack(msg)
+        else:
+            for msg in batch.messages:
+                self.session.ack(msg)
         self.stats.settled += len(batch.messages)
+        self._inbox.release(batch.messages)

@@ -23,6 +23,9 @@ class IngestStats:
     neither written nor dead-lettered again (their live publication was)."""
     deadletters_refused: int = 0
     """Dead letters the broker refused (PUBACK reason code >= 0x80): originals left unacknowledged."""
+    shed_qos0: int = 0
+    """QoS 0 messages dropped because the messages held were over the inbox's byte budget."""
+    shed_qos0_bytes: int = 0
     received: int = 0
     """Messages paho handed over (incremented on paho's thread only)."""
     settled: int = 0

@@ -99,15 +99,16 @@ def _import(args: argparse.Namespace, scope: Any, client: Any) -> int:
     for o in plan.outcomes:
         b = o.block
         what = f"  {b.commune} {b.year} {b.kind} ({b.source})"
+        masked = f"; unknown (masked in the file, not 0): {', '.join(o.masked)}" if o.masked else ""
         if o.status == "new":
-            print(f"{what}: imported from {o.file}")
+            print(f"{what}: imported from {o.file}{masked}")
         elif o.status == "unchanged":
             print(f"{what}: unchanged ({o.file} is the file already imported"
                   f"{' as ' + o.previous.file if o.previous and o.previous.file != o.file else ''})")
         else:
             prev = o.previous
             print(f"{what}: {o.file} replaces the figures of {prev.file if prev else '?'}"
-                  f" imported {prev.imported_at if prev else '?'}")
+                  f" imported {prev.imported_at if prev else '?'}{masked}")
     report = write_balance(client, line_writer(client), scope)
     print(f"{written} point(s) written; territory_balance refreshed for {len(report.years)} year(s)")
     return 0

@@ -28,6 +28,7 @@ from agent.central.points import Point, make_point
 from agent.central.rollup import DailyEnergy, DailyExtension, QueryClient, Writer, reference_share_wh
 from agent.central.territory.report import Report, Scope, build_report, write_balance
 from agent.central.territory.store import read_figures
+from agent.errors import TerrilError
 from agent.schema import ENERGY_DAILY_COMMUNE, TERRITORY_SITE
 
 log = logging.getLogger(__name__)
@@ -94,15 +95,26 @@ class TerritoryDaily:
     _said: str = field(default="", init=False)
 
     def __call__(self, client: QueryClient) -> DailyExtension:
-        if self.refresh_balance:
-            report = write_balance(client, self.write, self.scope)
+        """Never raises for the open data's sake: the daily rows of the sites must be written regardless."""
+        try:
+            if self.refresh_balance:
+                report = write_balance(client, self.write, self.scope)
+            else:
+                report = build_report(self.scope, read_figures(client, self.scope.timezone,
+                                                               [c for c, _ in self.scope.communes]), {})
+            per_commune, oldest = references(report)
+        except (TerrilError, OSError, ValueError, KeyError, TypeError) as exc:
+            per_commune, oldest = {}, None
+            failed = f"{type(exc).__name__}: {exc}"
         else:
-            report = build_report(self.scope, read_figures(client, self.scope.timezone,
-                                                           [c for c, _ in self.scope.communes]), {})
-        per_commune, oldest = references(report)
+            failed = ""
         missing = [c for c, _ in self.scope.communes if c not in per_commune]
-        if per_commune and not missing:
-            territory: float | None = sum(per_commune.values())
+        territory: float | None
+        if failed:
+            territory = self.constant_wh_per_year
+            state = "reading the imported open data failed: using rollup.territory_consumption_wh_per_year"
+        elif per_commune and not missing:
+            territory = sum(per_commune.values())
             state = f"imported consumption of {len(per_commune)} commune(s) (latest years, oldest {oldest})"
         elif self.constant_wh_per_year is not None:
             territory = self.constant_wh_per_year
@@ -112,7 +124,10 @@ class TerritoryDaily:
             territory = None
             state = "no year imported and no rollup.territory_consumption_wh_per_year: no territory reference"
         if state != self._said:
-            log.info("daily reference consumption: %s", state)
+            if failed:
+                log.warning("daily reference consumption: %s (%s)", state, failed)
+            else:
+                log.info("daily reference consumption: %s", state)
             self._said = state
         return CommuneDaily(self.scope, per_commune, territory)
 

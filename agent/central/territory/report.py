@@ -492,19 +492,28 @@ class TerritoryBalance:
 
 def territory_balance(config: Any, client: QueryClient, year: int | None = None,
                       now: datetime | None = None) -> TerritoryBalance | None:
-    """The territory's renewable share and target for *year* (default: the latest with data).
+    """The territory's renewable share and target for *year* (default: the latest with data up to *now*).
 
     *config* is the ``IngestConfig``; None when it names no inventory.
     """
     from agent.central.inventory import inventory_for
 
     inventory = inventory_for(config)
-    if inventory is None:
-        return None
+    return None if inventory is None else balance_for(inventory, client, year, now)
+
+
+def balance_for(inventory: Inventory, client: QueryClient, year: int | None = None,
+                now: datetime | None = None) -> TerritoryBalance:
+    """:func:`territory_balance` for an inventory already loaded (the public site has one)."""
     report = read_report(client, Scope.of(inventory), now)
-    chosen = next((b for b in report.territory if b.year == year), None) if year is not None else report.latest()
-    path = {t.year: t.target_share for t in report.trajectory}
     s = report.scope
+    if year is None:
+        last = now.astimezone(ZoneInfo(s.timezone)).year if now is not None else None
+        known = [b for b in report.territory if b.consumption.total is not None and (last is None or b.year <= last)]
+        chosen = known[-1] if known else None
+    else:
+        chosen = next((b for b in report.territory if b.year == year), None)
+    path = {t.year: t.target_share for t in report.trajectory}
     if chosen is None:
         return TerritoryBalance(s.name, year, None, None, None, False, s.target_year, s.target_share, None, ())
     sources = tuple(x for x in (chosen.consumption.source, chosen.production.source) if x)

@@ -86,6 +86,8 @@ class BlockOutcome:
     file: str
     status: Literal["new", "unchanged", "replaced"]
     previous: ImportRecord | None = None
+    masked: tuple[str, ...] = ()
+    """``category.amount`` of the figures with masked cells (unknown values), e.g. ``industry.energy_wh``."""
 
 
 @dataclass
@@ -222,10 +224,12 @@ def plan_import(files: Sequence[ParsedFile], records: dict[Block, ImportRecord],
         name = Path(parsed.path).name
         for block, items in blocks.items():
             previous = current.get(block)
+            masked = tuple(f"{key.category}.{amount}" for key, figure in items
+                           for amount, value in sorted(figure.amounts.items()) if value.masked)
             if previous is not None and previous.edition == edition:
-                outcomes.append(BlockOutcome(block, name, "unchanged", previous))
+                outcomes.append(BlockOutcome(block, name, "unchanged", previous, masked))
                 continue
-            outcomes.append(BlockOutcome(block, name, "new" if previous is None else "replaced", previous))
+            outcomes.append(BlockOutcome(block, name, "new" if previous is None else "replaced", previous, masked))
             chosen[block] = (parsed, items)
             current[block] = ImportRecord(edition, name, imported_at, parsed.year_from)
 
