@@ -129,6 +129,7 @@ def agent_summary(config: AgentConfig) -> list[str]:
         f"client id {broker.client_id}, topics {config.topics.readings}"
     )
     lines += broker_identity_warnings(config)
+    lines += grid_meter_warnings(config)
     lines.append(f"{len(config.devices)} device{'s' if len(config.devices) != 1 else ''}:")
     for dev in config.devices:
         lines.append("  " + _device_line(dev))
@@ -157,6 +158,23 @@ def broker_identity_warnings(config: AgentConfig) -> list[str]:
             "knocks this one offline. Remove the key unless the account was made with --client-id."
         )
     return lines
+
+
+def grid_meter_warnings(config: AgentConfig) -> list[str]:
+    """A hybrid inverter's profile (``sungrow_sh``) publishes the grid meter wired to it: a meter configured
+    as well is fine only if it measures something else, otherwise the site's import is counted twice."""
+    from agent.devices.profile import available_profiles, load_profile
+
+    shipped = set(available_profiles())
+    hybrids = [(i, d) for i, d in enumerate(config.devices) if d.driver in shipped
+               and any(r.measurement == "meter" for r in load_profile(d.driver).registers)]
+    meters = [(i, d) for i, d in enumerate(config.devices) if d.kind == "meter"]
+    return [
+        f"warning: devices[{i}] ({hybrid.name}, driver {hybrid.driver}) publishes the grid meter wired to it, "
+        f"and devices[{j}] ({meter.name}) is a meter too: if both measure the grid connection, the site's "
+        "import and export are counted twice in the daily energy; keep one"
+        for i, hybrid in hybrids for j, meter in meters
+    ]
 
 
 def _device_line(dev: DeviceConfig) -> str:

@@ -47,6 +47,11 @@ class ModbusExceptionResponse(TerrilError):
         self.code = code
 
 
+class WrongDevice(TerrilError):
+    """The device is not one the configured driver describes (another family, another model):
+    fix the configuration; retrying only helps if the device is replaced."""
+
+
 class DecodeError(TerrilError):
     """The registers read do not make sense for the model or profile (bad length, bad marker)."""
 

@@ -17,7 +17,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 SCHEMA_VERSION = 1
 """Value of ``"v"`` in every JSON payload. Bumped only on an incompatible change."""
@@ -40,14 +40,14 @@ SLUG_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
 
 DeviceKind = Literal["inverter", "meter"]
-ReadingKind = Literal["inverter", "meter", "mppt"]
+ReadingKind = Literal["inverter", "meter", "mppt", "battery"]
 DEVICE_KINDS: tuple[str, ...] = ("inverter", "meter")
-READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt")
+READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt", "battery")
 
 FieldType = Literal["float", "int", "str"]
 
 
-def is_slug(value: object) -> bool:
+def is_slug(value: object) -> TypeGuard[str]:
     """True when *value* is a site or device slug usable in topics and tags."""
     return isinstance(value, str) and SLUG_RE.fullmatch(value) is not None
 
@@ -267,6 +267,21 @@ METER = MeasurementSpec(
     "one energy meter, one row per poll",
 )
 
+BATTERY = MeasurementSpec(
+    "battery",
+    ("site", "device"),
+    (
+        _f("power_w", "W", "battery power, positive when discharging (as SunSpec model 802), negative when charging"),
+        _f("state_of_charge", "", "state of charge, ratio from 0 to 1", Bounds(0, 1)),
+        _f("energy_charge_wh", "Wh", "lifetime energy charged into the battery (monotonic counter)"),
+        _f("energy_discharge_wh", "Wh", "lifetime energy discharged from the battery (monotonic counter)"),
+        _f("voltage_v", "V", "battery voltage"),
+        _f("current_a", "A", "battery current, positive when discharging"),
+        _f("temp_c", "°C", "battery temperature"),
+    ),
+    "the battery of a hybrid inverter (tags: the inverter's site and device), one row per poll",
+)
+
 EVENT = MeasurementSpec(
     "event",
     ("site", "device", "code"),
@@ -317,10 +332,13 @@ ENERGY_DAILY = MeasurementSpec(
     ("site",),
     (
         _f("production_wh", "Wh", "energy produced during the local day", _SITE_DAY),
-        _f("consumption_wh", "Wh", "energy consumed: production + import - export (metered sites)",
-           Bounds(-MAX_DAY_WH, 2 * MAX_DAY_WH)),
+        _f("consumption_wh", "Wh",
+           "energy consumed: production + import - export + battery discharge - battery charge (metered sites)",
+           Bounds(-2 * MAX_DAY_WH, 3 * MAX_DAY_WH)),
         _f("import_wh", "Wh", "energy imported from the grid", _SITE_DAY),
         _f("export_wh", "Wh", "energy exported to the grid", _SITE_DAY),
+        _f("battery_charge_wh", "Wh", "energy charged into the site's batteries", _SITE_DAY),
+        _f("battery_discharge_wh", "Wh", "energy discharged from the site's batteries", _SITE_DAY),
         _f("reference_consumption_wh", "Wh", "territory only: daily share of the annual consumption reference",
            Bounds(0, MAX_LIFETIME_WH)),
     ),
@@ -328,10 +346,12 @@ ENERGY_DAILY = MeasurementSpec(
 )
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {
-    m.name: m for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
+    m.name: m for m in (INVERTER, MPPT, METER, BATTERY, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
 }
 
-READING_MEASUREMENT: dict[str, MeasurementSpec] = {"inverter": INVERTER, "meter": METER, "mppt": MPPT}
+READING_MEASUREMENT: dict[str, MeasurementSpec] = {
+    "inverter": INVERTER, "meter": METER, "mppt": MPPT, "battery": BATTERY,
+}
 """Which measurement a reading of each ``kind`` is written to."""
 
 # --------------------------------------------------------------------------- territory open data (yearly)
@@ -429,7 +449,8 @@ STATE_NAMES = {
 }
 
 # Device link status published in health and used in logs.
-LinkStatus = Literal["ok", "sleeping", "unreachable", "fault"]
+LinkStatus = Literal["ok", "sleeping", "unreachable", "fault", "wrong_device"]
+"""``wrong_device``: the device answers but is not what its driver describes (identity guard); nothing is polled."""
 
 # --------------------------------------------------------------------------- field values
 
@@ -595,12 +616,14 @@ class Event:
 EVENT_CODE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def health_payload(site: str, ts: int, metrics: dict[str, float | int], devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def health_payload(
+    site: str, ts: int, metrics: dict[str, float | int], devices: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """The ``terril/<site>/health`` payload (QoS 0, retained, every 60 s).
 
     ``metrics`` uses the field names of the ``agent`` measurement (``AGENT``):
     the ingest writes each of them as is. ``devices`` is per-device detail for
-    people (status ``ok``/``sleeping``/``unreachable``/``fault``, polls ok/failed,
+    people (status ``ok``/``sleeping``/``unreachable``/``fault``/``wrong_device``, polls ok/failed,
     Modbus requests per poll); it is not written to InfluxDB.
     """
     unknown = [k for k in metrics if k not in AGENT.fields_by_name]

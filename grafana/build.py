@@ -28,6 +28,7 @@ import yaml
 
 from agent.schema import (
     AGENT,
+    BATTERY,
     ENERGY_DAILY,
     EVENT,
     INVERTER,
@@ -66,7 +67,9 @@ FLEET_PRODUCING_W = 1000.0
 F = INVERTER.fields_by_name
 assert {"ac_power_w", "ac_energy_wh", "dc_power_w", "state", "events"} <= set(F)
 INV, MPP, MET, EVT, AGT, INFO, DAILY = (m.name for m in (INVERTER, MPPT, METER, EVENT, AGENT, SITE_INFO, ENERGY_DAILY))
+BAT = BATTERY.name
 for _m, _names in ((MPPT, ("dc_power_w",)), (METER, ("power_w",)), (EVENT, ("active", "text")),
+                   (BATTERY, ("power_w", "state_of_charge")),
                    (AGENT, ("up", "spool_depth", "poll_errors", "poll_ok")),
                    (SITE_INFO, ("peak_power_w", "panels", "owner", "name")),
                    (ENERGY_DAILY, ("production_wh", "consumption_wh", "import_wh", "export_wh",
@@ -368,6 +371,15 @@ def building() -> dict[str, Any]:
               "agent's counter; a restart counts nothing).", "short",
               [target("A", f'SELECT non_negative_difference(last("poll_errors")) FROM "{AGT}" WHERE {SITE_RE} AND '
                            f'$timeFilter GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
+        panel(L, "timeseries", "Battery power", "Power of the hybrid inverter's battery: positive while it "
+              "discharges into the building, negative while it charges. Empty for an inverter without a battery.",
+              "watt",
+              [target("A", f'SELECT mean("power_w") AS "power_w" FROM "{BAT}" WHERE {w_sd} '
+                           f'GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
+        panel(L, "timeseries", "Battery state of charge", "State of charge of the hybrid inverter's battery "
+              "(0-100 %). Empty for an inverter without a battery.", "percentunit",
+              [target("A", f'SELECT mean("state_of_charge") AS "state_of_charge" FROM "{BAT}" WHERE {w_sd} '
+                           f'GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
     ]
     variables = [
         {"type": "query", "name": "site", "label": "Site", "datasource": ds, "refresh": 1, "sort": 1,
@@ -396,7 +408,7 @@ def energy_positive() -> dict[str, Any]:
               [target("A", f'SELECT sum("production_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/M"),
         panel(L, "stat", "Consumption this month (metered buildings)", "Month-to-date consumption of the metered "
-              "municipal buildings: production + import - export.", "watth",
+              "municipal buildings: production + import - export + battery discharge - battery charge.", "watth",
               [target("A", f'SELECT sum("consumption_wh") FROM "{DAILY}" WHERE {TERRITORY} AND $timeFilter', ds)],
               ds, time_from="now/M"),
         panel(L, "stat", "Energy-positive share this year", "Year-to-date production divided by the territory's "

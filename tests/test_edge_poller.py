@@ -45,7 +45,7 @@ def test_full_inverter_is_polled_in_one_request_counted_server_side(sim_factory:
     assert all(r is not None for r in results)
     assert sim.requests(1) == 3, "models 1+103+160 (2 strings) must cost one request per poll"
     assert set(sim.function_codes(1)) == {3}
-    inverter = [r for r in results[-1].readings if r.kind == "inverter"][0]
+    inverter = next(r for r in results[-1].readings if r.kind == "inverter")
     strings = sorted(r.string for r in results[-1].readings if r.kind == "mppt")
     assert strings == ["1", "2"]
     assert inverter.fields["ac_power_w"] > 0
@@ -193,3 +193,17 @@ def test_a_long_gap_allows_a_large_increase_and_no_bound_means_no_check() -> Non
     assert _counter_series(guard, [10_000.0, 40_000.0], step_s=6 * 3600) == [10_000.0, 40_000.0]
     unbounded = CounterGuard("compteur")  # a meter: nothing bounds its import
     assert _counter_series(unbounded, [1000.0, 9_000_000.0]) == [1000.0, 9_000_000.0]
+
+
+def test_a_hybrids_meter_and_battery_counters_are_not_bounded_by_its_rated_power() -> None:
+    """A 5 kW hybrid's house may import 12 kW and its battery charge from the grid: its rated power
+    bounds what the inverter produces, not the meter and battery readings it also publishes."""
+    guard = CounterGuard("onduleur-hybride", max_power_w=lambda: 5000.0)
+    t0 = 1_700_000_000_000
+    kept = []
+    for kind, name in (("meter", "energy_import_wh"), ("battery", "energy_charge_wh"), ("inverter", "ac_energy_wh")):
+        for i, value in enumerate((10_000.0, 10_000.0 + 12_000 * 6 * 1.6)):  # 12 kW for 6 h, +60 % margin
+            reading = Reading("onduleur-hybride", kind, t0 + i * 6 * 3_600_000, {name: value})  # type: ignore[arg-type]
+            guard.filter(reading)
+            kept.append(reading.fields.get(name))
+    assert kept == [10_000.0, 125_200.0, 10_000.0, 125_200.0, 10_000.0, None]  # only the inverter's is implausible

@@ -84,7 +84,7 @@ def town_messages(town: Town) -> tuple[list[tuple[str, bytes]], list[str], int]:
     for line in town.lines:
         meas, tags, fields, ts = _parse(line)
         site = tags.get("site", "")
-        if meas in ("inverter", "mppt", "meter"):
+        if meas in ("inverter", "mppt", "meter", "battery"):
             kind = next(k for k, spec in READING_MEASUREMENT.items() if spec.name == meas)
             r: dict[str, Any] = {"device": tags["device"], "kind": kind, "ts": ts, "fields": fields}
             if "string" in tags:
@@ -137,9 +137,9 @@ def influx(tmp_path_factory: pytest.TempPathFactory, town: Town) -> Iterator[Inf
 
             def stored() -> int:
                 total = 0
-                for m in ("inverter", "mppt", "meter"):
-                    rows = server.rows(f'SELECT count("dc_power_w") FROM "{m}"' if m != "meter"
-                                       else 'SELECT count("power_w") FROM "meter"', DB)
+                for m in ("inverter", "mppt", "meter", "battery"):
+                    rows = server.rows(f'SELECT count("dc_power_w") FROM "{m}"' if m not in ("meter", "battery")
+                                       else f'SELECT count("power_w") FROM "{m}"', DB)
                     total += int(rows[0]["count"]) if rows else 0
                 return total
 

@@ -27,7 +27,7 @@ CASE_NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())
 
 def test_every_shipped_profile_has_a_documentation_case() -> None:
     profiles = {yaml.safe_load((CASES / c / "registers.yaml").read_text(encoding="utf-8"))["profile"] for c in CASE_NAMES}
-    assert profiles == {"huawei_sun2000", "sdm120", "sdm630", "sungrow_sg"}
+    assert profiles == {"huawei_sun2000", "sdm120", "sdm630", "sungrow_sg", "sungrow_sh"}
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
@@ -62,6 +62,7 @@ PLAN_TABLE = [
     ("huawei_sun2000", None, 4, 35),
     ("huawei_sun2000", 8, 7, 32),
     ("sungrow_sg", None, 1, 35),
+    ("sungrow_sh", None, 3, 65),  # 5008-5021, 5033-5035, 13000-13046
 ]
 
 
@@ -90,7 +91,7 @@ def test_config_limit_only_lowers_the_profile_limit() -> None:
     assert ProfileDriver("m", "meter", profile, max_registers=20).max_registers == 20
     with pytest.raises(ValueError, match="kind 'inverter' does not match profile 'sdm630'"):
         ProfileDriver("m", "inverter", profile)
-    with pytest.raises(ValueError, match="max_registers must be 1..125"):
+    with pytest.raises(ValueError, match=r"max_registers must be 1\.\.125"):
         ProfileDriver("m", "meter", profile, max_registers=0)
 
 

@@ -17,13 +17,13 @@ from agent.devices.profile import (
     sunspec_event_bits,
 )
 from agent.devices.sunspec_models import model_def
-from agent.schema import MPPT, READING_MEASUREMENT
+from agent.schema import READING_MEASUREMENT
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "agent" / "devices" / "profiles"
 
 
 def test_the_four_families_are_shipped() -> None:
-    assert available_profiles() == ["huawei_sun2000", "sdm120", "sdm630", "sungrow_sg"]
+    assert available_profiles() == ["huawei_sun2000", "sdm120", "sdm630", "sungrow_sg", "sungrow_sh"]
     assert sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")) == available_profiles()
 
 
@@ -32,9 +32,8 @@ def test_every_profile_loads_and_maps_only_schema_fields(name: str) -> None:
     profile = load_profile(name)
     assert profile.name == name
     assert profile.metadata.documentation.url.startswith("http")
-    kind_fields = READING_MEASUREMENT[profile.kind].fields_by_name
     for reg in profile.registers:
-        fields = MPPT.fields_by_name if reg.string is not None else kind_fields
+        fields = READING_MEASUREMENT[reg.reading_kind or profile.kind].fields_by_name
         assert reg.field in fields, f"{name}: {reg.name} -> {reg.field}"
         assert fields[reg.field].type == "float"
     # the same file through the path loader gives the same profile
@@ -105,6 +104,15 @@ BROKEN = [
     ("defaults.max_registers", 200, "defaults.max_registers: expected an integer 1–125, got 200"),
     ("registers", [], "registers: must contain at least one entry"),
     ("identity.rated_power_w.type", "str", "identity.rated_power_w.type: rated power is a number"),
+    ("identify.prefixes", [], "identify: give values, prefixes or refuse"),
+    ("identify.values", {1: "x"}, "identify.values: a str register is matched by prefixes"),
+    ("identify.register.length", _DELETE, "identify.register.length: a str value needs its length"),
+    ("registers.5.measurement", "battery", "registers[5].field: 'ac_voltage_an_v' is not a field of battery"),
+    ("registers.0.measurement", "meter", "registers[0]: give either string (an MPPT input) or measurement"),
+    ("registers.5.direction", {"name": "s", "address": 32089, "type": "i16", "negative_bit": 1},
+     "registers[5].direction.type: a status bit field is unsigned"),
+    ("registers.5.direction", {"name": "s", "address": 32089, "type": "u16", "negative_bit": 16},
+     "registers[5].direction.negative_bit: a u16 has bits 0..15"),
 ]
 
 
@@ -153,10 +161,11 @@ def test_name_key_top_level_and_yaml_errors(tmp_path: Path) -> None:
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     with pytest.raises(ProfileError) as info:
         load_profile("fronius_magic")
-    assert "huawei_sun2000, sdm120, sdm630, sungrow_sg" in str(info.value)
+    assert "huawei_sun2000, sdm120, sdm630, sungrow_sg, sungrow_sh" in str(info.value)
 
 
 def test_profiles_folder_readme_documents_every_key() -> None:
     readme = (PROFILES_DIR / "README.md").read_text(encoding="utf-8")
-    for key in ("address_base", "max_gap", "word_order", "sentinels", "combine", "sign", "string", "sunspec", "scale"):
+    for key in ("address_base", "max_gap", "word_order", "sentinels", "combine", "sign", "string", "sunspec", "scale",
+                "identify", "prefixes", "refuse", "missing", "measurement", "direction", "negative_bit"):
         assert f"`{key}`" in readme, key

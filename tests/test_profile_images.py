@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from agent.devices.profile import (
+    Located,
     Profile,
+    RegisterDef,
     available_profiles,
     encode_value,
     load_profile,
@@ -23,7 +25,7 @@ from agent.devices.profile import (
 )
 from agent.devices.profile_driver import ProfileDriver
 from agent.modbus.plan import RegisterBlock, Table
-from agent.schema import STATE_NAMES
+from agent.schema import STATE_NAMES, Reading
 
 SAMPLE_VALUES: dict[str, float] = {
     "ac_power_w": 4500.0,
@@ -44,42 +46,82 @@ SAMPLE_VALUES: dict[str, float] = {
     "power_w": -1500.0,
     "energy_import_wh": 1_234_000.0,
     "energy_export_wh": 567_000.0,
+    # battery (the power_w above is charging, -1500 W)
+    "state_of_charge": 0.655,
+    "energy_charge_wh": 1_234_500.0,
+    "energy_discharge_wh": 1_100_300.0,
+    "voltage_v": 204.8,
+    "current_a": -7.3,
+    "temp_c": 21.5,
 }
 """One plausible value per field, exact at the coarsest scale of any shipped profile."""
 
 Image = dict[tuple[Table, int], int]
 
+ValueKey = tuple[str | None, str | None, str]
+"""(reading kind other than the device's own: ``mppt``, ``meter``, ``battery`` or None; string id; field)."""
+
+
+def value_key(reg: RegisterDef) -> ValueKey:
+    return (reg.reading_kind, reg.string, reg.field)
+
+
+def reading_key(profile: Profile, reading: Reading, field: str) -> ValueKey:
+    return (None if reading.kind == profile.kind else reading.kind, reading.string, field)
+
 
 def profile_image(
     profile: Profile,
-    values: dict[tuple[str | None, str], float],
+    values: dict[ValueKey, float],
     state_code: int | None = None,
     alarm_words: dict[int, int] | None = None,
 ) -> Image:
     """Registers holding *values* ((string, field) -> engineering value) as the profile lays them out.
 
     A ``combine: sum`` field's value is split evenly over its parts. *alarm_words*
-    maps an event register's documented address to its raw value.
+    maps an event register's documented address to its raw value. A value whose
+    sign is a status bit (``direction``) is stored as its magnitude, and the bit set
+    when it is negative.
     """
     image: Image = {}
+    directions: dict[int, tuple[Located, int]] = {}
 
     def put(item, raw) -> None:  # type: ignore[no-untyped-def]
         words = encode_value(item.type, raw, profile.word_order_of(item), item.length)
         for i, word in enumerate(words):
             image[(profile.table_of(item), profile.wire_address(item) + i)] = word
 
-    parts: dict[tuple[str | None, str], int] = {}
+    parts: dict[ValueKey, int] = {}
     for reg in profile.registers:
-        parts[(reg.string, reg.field)] = parts.get((reg.string, reg.field), 0) + 1
+        parts[value_key(reg)] = parts.get(value_key(reg), 0) + 1
     for reg in profile.registers:
-        key = (reg.string, reg.field)
+        key = value_key(reg)
         if key in values:
             share = values[key] / parts[key]
-            put(reg, raw_for(share, reg.type, reg.scale, reg.offset, reg.sign == "invert"))
+            invert = reg.sign == "invert"
+            if reg.direction is not None:
+                negative = (share < 0) != invert
+                put(reg, raw_for(abs(share), reg.type, reg.scale, reg.offset))
+                _, bits = directions.get(reg.direction.address, (reg.direction, 0))
+                directions[reg.direction.address] = (reg.direction, bits | (negative << reg.direction.negative_bit))
+            else:
+                put(reg, raw_for(share, reg.type, reg.scale, reg.offset, invert))
+    for direction, bits in directions.values():
+        put(direction, bits)
     if state_code is not None and profile.state is not None:
         put(profile.state.code_register, state_code)
     for event in profile.events:
         put(event, (alarm_words or {}).get(event.address, 0))
+    return image
+
+
+def identify_as(image: Image, profile: Profile, raw: int | float | str) -> Image:
+    """Put *raw* in *profile*'s identification register (the device type code, model name…)."""
+    assert profile.identify is not None
+    register = profile.identify.code_register
+    words = encode_value(register.type, raw, profile.word_order_of(register), register.length)
+    for i, word in enumerate(words):
+        image[(profile.table_of(register), profile.wire_address(register) + i)] = word
     return image
 
 
@@ -90,8 +132,8 @@ def block_from(image: Image) -> RegisterBlock:
     return block
 
 
-def expected_values(profile: Profile) -> dict[tuple[str | None, str], float]:
-    return {(reg.string, reg.field): SAMPLE_VALUES[reg.field] for reg in profile.registers}
+def expected_values(profile: Profile) -> dict[ValueKey, float]:
+    return {value_key(reg): SAMPLE_VALUES[reg.field] for reg in profile.registers}
 
 
 @pytest.mark.parametrize("name", available_profiles())
@@ -100,16 +142,16 @@ def test_every_register_round_trips(name: str) -> None:
     driver = ProfileDriver("dev", profile.kind, profile)
     values = expected_values(profile)
     poll = driver.decode(block_from(profile_image(profile, values)), 1_700_000_000_000)
-    decoded: dict[tuple[str | None, str], float | int] = {}
+    decoded: dict[ValueKey, float | int] = {}
     for reading in poll.readings:
         reading.validate()
         for field, value in reading.fields.items():
-            decoded[(reading.string, field)] = value
+            decoded[reading_key(profile, reading, field)] = value
     for key, value in values.items():
         assert decoded[key] == value, f"{name} {key}: {decoded.get(key)!r} != {value!r}"
         assert isinstance(decoded[key], float)
     if profile.events:
-        assert decoded[(None, "events")] == 0 and poll.active_events == {}
+        assert decoded[(None, None, "events")] == 0 and poll.active_events == {}
 
 
 @pytest.mark.parametrize("name", [n for n in available_profiles() if load_profile(n).state is not None])
@@ -162,6 +204,6 @@ def test_sign_invert_turns_an_export_positive_meter_into_import_positive() -> No
     power["sign"] = "invert"
     inverted = parse_profile(data, "sdm630_reversed", "sdm630_reversed.yaml")
     normal = load_profile("sdm630")
-    image = profile_image(normal, {(None, "power_w"): 2000.0})  # the device says +2000 W
+    image = profile_image(normal, {(None, None, "power_w"): 2000.0})  # the device says +2000 W
     assert ProfileDriver("m", "meter", normal).decode(block_from(image), 0).readings[0].fields == {"power_w": 2000.0}
     assert ProfileDriver("m", "meter", inverted).decode(block_from(image), 0).readings[0].fields == {"power_w": -2000.0}

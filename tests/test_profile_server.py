@@ -23,7 +23,7 @@ from agent.modbus.pool import LinkPool
 from agent.modbus.types import execute_plan
 from tests.fixtures.ports import free_port
 from tests.test_modbus_support import Traffic
-from tests.test_profile_images import Image, expected_values, profile_image
+from tests.test_profile_images import Image, ValueKey, expected_values, identify_as, profile_image, reading_key
 
 UNIT = 3
 
@@ -44,14 +44,16 @@ def _groups(image: Image, table: Table) -> list[SimData]:
     return blocks or [SimData(65000, values=[0], datatype=DataType.REGISTERS)]
 
 
-def _device(image: Image) -> SimDevice:
+def _device(image: Image, unit: int = UNIT) -> SimDevice:
     bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
-    return SimDevice(id=UNIT, simdata=(bits, bits, _groups(image, "holding"), _groups(image, "input")))
+    return SimDevice(id=unit, simdata=(bits, bits, _groups(image, "holding"), _groups(image, "input")))
 
 
-async def _serve(image: Image, traffic: Traffic) -> tuple[ModbusTcpServer, int]:
+async def _serve(image: Image, traffic: Traffic, more: dict[int, Image] | None = None) -> tuple[ModbusTcpServer, int]:
+    """A server with *image* at unit ``UNIT`` and each of *more* at its own unit id."""
     port = free_port()
-    server = ModbusTcpServer([_device(image)], address=("127.0.0.1", port), trace_pdu=traffic.trace_pdu)
+    devices = [_device(image), *(_device(other, unit) for unit, other in (more or {}).items())]
+    server = ModbusTcpServer(devices, address=("127.0.0.1", port), trace_pdu=traffic.trace_pdu)
     await server.serve_forever(background=True)
     return server, port
 
@@ -62,13 +64,13 @@ def _fill(image: Image, profile: Profile, table: Table, first: int, last: int) -
         image.setdefault((table, address), 0)
 
 
-def _flatten(poll) -> dict[tuple[str | None, str], float | int]:  # type: ignore[no-untyped-def]
-    return {(r.string, name): value for r in poll.readings for name, value in r.fields.items()}
+def _flatten(profile: Profile, poll) -> dict[ValueKey, float | int]:  # type: ignore[no-untyped-def]
+    return {reading_key(profile, r, name): value for r in poll.readings for name, value in r.fields.items()}
 
 
 def test_sdm630_polled_over_tcp_with_two_input_register_requests() -> None:
     profile = load_profile("sdm630")
-    image = profile_image(profile, expected_values(profile))
+    image = identify_as(profile_image(profile, expected_values(profile)), profile, 3.0)  # System Type 3P4W
     _fill(image, profile, "input", 0x0000, 0x004B)  # an SDM630 answers its reserved registers too
 
     async def scenario() -> None:
@@ -79,20 +81,20 @@ def test_sdm630_polled_over_tcp_with_two_input_register_requests() -> None:
             reader = pool.unit(pool.tcp("127.0.0.1", port), UNIT)
             driver = ProfileDriver("compteur-general", "meter", profile)
             identity = await driver.discover(reader)
-            assert (identity.manufacturer, identity.model, identity.serial) == ("Eastron", "SDM630", None)
-            assert reader.requests == 1  # no identity registers: one probe read
+            assert (identity.manufacturer, identity.model, identity.serial) == ("Eastron", "SDM630 (3P4W)", None)
+            assert reader.requests == 1  # the identity guard (System Type); no probe needed after it
             for _ in range(2):  # the plan is fixed: each poll costs the same
                 before = reader.requests
                 block = await execute_plan(reader, driver.plan())
                 assert reader.requests - before == 2
                 poll = driver.decode(block, 1_700_000_000_000)
-                assert _flatten(poll) == expected_values(profile)
+                assert _flatten(profile, poll) == expected_values(profile)
                 for reading in poll.readings:
                     reading.validate()
         finally:
             await pool.close()
             await server.shutdown()
-        assert traffic.function_codes() == {4}  # input registers only; never a write
+        assert traffic.function_codes() == {3, 4}  # System Type (holding) once, then input registers; never a write
 
     asyncio.run(scenario())
 
@@ -129,33 +131,10 @@ def test_huawei_sun2000_never_reads_across_undocumented_registers() -> None:
         finally:
             await pool.close()
             await server.shutdown()
-        fields = _flatten(poll)
-        assert {k: v for k, v in fields.items() if k[1] not in ("state", "events")} == expected_values(profile)
-        assert poll.state == 4 and fields[(None, "events")] == 1 << 10
+        fields = _flatten(profile, poll)
+        assert {k: v for k, v in fields.items() if k[2] not in ("state", "events")} == expected_values(profile)
+        assert poll.state == 4 and fields[(None, None, "events")] == 1 << 10
         assert poll.active_events == {"HUAWEI_ALARM_2034": "Grid overvoltage (alarm 2034)"}
         assert traffic.function_codes() == {3}
-
-    asyncio.run(scenario())
-
-
-def test_wrong_profile_fails_discovery_with_a_clear_message() -> None:
-    huawei = load_profile("huawei_sun2000")
-    image = profile_image(huawei, expected_values(huawei))  # holding registers only, no identity
-
-    async def scenario() -> None:
-        traffic = Traffic()
-        server, port = await _serve(image, traffic)
-        pool = LinkPool(backoff=lambda: Backoff(initial=0.1, maximum=0.4, jitter=0.0))
-        try:
-            reader = pool.unit(pool.tcp("127.0.0.1", port), UNIT)
-            with pytest.raises(IllegalAddress, match="does not answer the registers of profile 'sdm630'"):
-                await ProfileDriver("compteur", "meter", load_profile("sdm630")).discover(reader)
-            # identity registers refused one by one, then the probe of the first request answers
-            identity = await ProfileDriver("onduleur", "inverter", huawei).discover(reader)
-            assert identity.manufacturer == "Huawei" and identity.model is None and identity.serial is None
-        finally:
-            await pool.close()
-            await server.shutdown()
-        assert traffic.function_codes() <= {3, 4}
 
     asyncio.run(scenario())

@@ -98,7 +98,7 @@ def _generate(first_day: date) -> Town:
     town.reset_at = local_s(d2, 11)
     for (site, device), peak in INVERTERS.items():
         clouds = [rng.uniform(0.3, 1.0) for _ in range(town.minutes)]
-        p = [peak * s * c for s, c in zip(sun, clouds)]
+        p = [peak * s * c for s, c in zip(sun, clouds, strict=False)]
         if (site, device) == ("ecole", "ond-1"):
             p = [0.0 if off_from - 60 < t0 + 60 * m < town.reset_at else v for m, v in enumerate(p)]
         town.power[("inv", site, device)] = p
@@ -106,8 +106,8 @@ def _generate(first_day: date) -> Town:
         load = [base if night[m] else base + rng.uniform(0, 12000) for m in range(town.minutes)]
         pv = [sum(town.power[("inv", s, d)][m] for (s, d) in INVERTERS if s == site) for m in range(town.minutes)]
         town.power[("load", site)] = load
-        town.power[("imp", site)] = [max(0.0, c - g) for c, g in zip(load, pv)]
-        town.power[("exp", site)] = [max(0.0, g - c) for c, g in zip(load, pv)]
+        town.power[("imp", site)] = [max(0.0, c - g) for c, g in zip(load, pv, strict=False)]
+        town.power[("exp", site)] = [max(0.0, g - c) for c, g in zip(load, pv, strict=False)]
     for key, p in town.power.items():
         cum = [0.0]
         for v in p:
@@ -155,7 +155,7 @@ def _line(measurement: str, site: str, device: str, fields: dict[str, float], t:
     return make_point(measurement, {"site": site, "device": device}, dict(fields), t * 1000).to_line()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def town(first_day: date) -> Town:
     return _generate(first_day)
 
@@ -360,6 +360,91 @@ def test_scheduled_job_across_a_long_gap_writes_what_a_backfill_writes(server: I
     assert full_days == pytest.approx([power_w * 24] * 4, abs=WH_TOLERANCE)  # the gap, split linearly, is exact here
     assert job._gaps_done  # the gap was seen ...
     assert job.run_once(now=datetime.fromtimestamp(end, ZONE)) == 4  # ... and is not extended again: 2 days x 2 rows
+
+
+# A citizen roof with a Sungrow SH hybrid: PV, a battery and the grid meter, all read through the
+# inverter (device "onduleur-hybride"). One local day, hour by hour: (hours, load W, PV W, battery W
+# with + = discharging); the grid covers the rest (import > 0). The battery takes 9.6 kWh during the
+# day and gives back 2.4 kWh before dawn and 6 kWh in the evening.
+HYBRID_DAY = [
+    (6, 400, 0, 400),        # night: the battery feeds the house
+    (3, 800, 1000, -200),    # morning: PV covers the house and starts charging
+    (6, 500, 5000, -1500),   # midday: charging and exporting
+    (3, 700, 2000, 0),       # afternoon: battery full, exporting
+    (4, 2000, 0, 1500),      # evening: the battery helps, the grid tops up
+    (2, 800, 0, 0),          # late: battery at its reserve, all from the grid
+]
+HYBRID_TRUTH = {  # Wh, computed by hand from the table above
+    "production_wh": 1000 * 3 + 5000 * 6 + 2000 * 3,                    # 39 000
+    "import_wh": 500 * 4 + 800 * 2,                                      # 3 600
+    "export_wh": 3000 * 6 + 1300 * 3,                                    # 21 900
+    "battery_charge_wh": 200 * 3 + 1500 * 6,                             # 9 600
+    "battery_discharge_wh": 400 * 6 + 1500 * 4,                          # 8 400
+    "consumption_wh": 400 * 6 + 800 * 3 + 500 * 6 + 700 * 3 + 2000 * 4 + 800 * 2,  # 19 500, the load
+}
+
+
+def _hybrid_lines(day: date, counters: dict[str, float]) -> list[str]:
+    """Readings every 10 minutes through *day* (the one at its end too) as the ingest stores them."""
+    lines = []
+    t = local_s(day, 0)
+    step = 600
+    for hours, load, pv, battery in HYBRID_DAY:
+        for _ in range(hours * 3600 // step):
+            lines += [
+                _line("inverter", "toit-citoyen", "onduleur-hybride", {"ac_energy_wh": counters["pv"]}, t),
+                _line("meter", "toit-citoyen", "onduleur-hybride",
+                      {"energy_import_wh": counters["imp"], "energy_export_wh": counters["exp"]}, t),
+                _line("battery", "toit-citoyen", "onduleur-hybride",
+                      {"energy_charge_wh": counters["chg"], "energy_discharge_wh": counters["dis"]}, t),
+            ]
+            grid = load - pv - battery
+            wh = step / 3600
+            counters["pv"] += pv * wh
+            counters["imp"] += max(grid, 0) * wh
+            counters["exp"] += max(-grid, 0) * wh
+            counters["chg"] += max(-battery, 0) * wh
+            counters["dis"] += max(battery, 0) * wh
+            t += step
+    return lines
+
+
+def test_battery_site_consumption_counts_charge_and_discharge(server: InfluxServer, db: str) -> None:
+    assert HYBRID_TRUTH["consumption_wh"] == (HYBRID_TRUTH["production_wh"] + HYBRID_TRUTH["import_wh"]
+                                              - HYBRID_TRUTH["export_wh"] + HYBRID_TRUTH["battery_discharge_wh"]
+                                              - HYBRID_TRUTH["battery_charge_wh"])
+    first = date(2026, 6, 20)
+    counters = {"pv": 99_400.0, "imp": 1_234_500.0, "exp": 4_567_800.0, "chg": 330_200.0, "dis": 307_100.0}
+    lines = _hybrid_lines(first, counters) + _hybrid_lines(first + timedelta(days=1), counters)
+    end = local_s(first + timedelta(days=2), 0)  # the closing reading at the second day's end
+    lines += [
+        _line("inverter", "toit-citoyen", "onduleur-hybride", {"ac_energy_wh": counters["pv"]}, end),
+        _line("meter", "toit-citoyen", "onduleur-hybride",
+              {"energy_import_wh": counters["imp"], "energy_export_wh": counters["exp"]}, end),
+        _line("battery", "toit-citoyen", "onduleur-hybride",
+              {"energy_charge_wh": counters["chg"], "energy_discharge_wh": counters["dis"]}, end),
+        # a neighbour without a battery keeps production + import - export
+        _line("inverter", "mairie", "ond-1", {"ac_energy_wh": 1000.0}, local_s(first, 8)),
+        _line("inverter", "mairie", "ond-1", {"ac_energy_wh": 21000.0}, local_s(first, 18)),
+        _line("meter", "mairie", "compteur", {"energy_import_wh": 500.0, "energy_export_wh": 100.0},
+              local_s(first, 8)),
+        _line("meter", "mairie", "compteur", {"energy_import_wh": 4500.0, "energy_export_wh": 2100.0},
+              local_s(first, 18)),
+    ]
+    status, body = server.write_lines(db, lines)
+    assert status == 204, body
+    client = InfluxQLClient(server.url, db)
+    run_rollup(client, line_writer(client), first, first + timedelta(days=1), TZ)
+    rows = _daily(server, db)
+    for day in local_days(first, first + timedelta(days=1), TZ):
+        row = rows[("toit-citoyen", day.start_ms)]
+        assert row == pytest.approx(HYBRID_TRUTH, abs=WH_TOLERANCE), day.day  # to the watt-hour
+    day1 = local_days(first, first, TZ)[0].start_ms
+    assert rows[("mairie", day1)] == pytest.approx(
+        {"production_wh": 20000.0, "import_wh": 4000.0, "export_wh": 2000.0, "consumption_wh": 22000.0})
+    territory = rows[(TERRITORY_SITE, day1)]
+    assert territory["battery_charge_wh"] == pytest.approx(9600.0, abs=WH_TOLERANCE)
+    assert territory["consumption_wh"] == pytest.approx(19500.0 + 22000.0, abs=WH_TOLERANCE)
 
 
 def test_a_site_with_impossible_counters_is_left_out_and_the_others_are_written(

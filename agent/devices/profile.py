@@ -26,14 +26,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.configerrors import translate_errors
+from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.devices.sunspec_mapping import event_code
 from agent.devices.sunspec_models import model_def
 from agent.devices.sunspec_types import register_text, round_float32
-from agent.configerrors import translate_errors
-from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.errors import ConfigError
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, Table
-from agent.schema import EVENT_CODE_RE, MPPT, READING_MEASUREMENT, STATE_NAMES, DeviceKind
+from agent.schema import EVENT_CODE_RE, READING_MEASUREMENT, STATE_NAMES, DeviceKind, ReadingKind
 
 PROFILES_PACKAGE = "agent.devices"
 PROFILES_FOLDER = "profiles"
@@ -138,6 +138,14 @@ class Identity(_Strict):
     rated_power_w: IdentityRegister | None = None
 
 
+class Direction(Located):
+    """Where the sign of a magnitude-only register comes from (a status bit field)."""
+
+    negative_bit: int = Field(ge=0, le=63)
+    """When this bit (0 = least significant) is set the value is negative; when the register is
+    missing or holds a sentinel the value is left out (its direction is unknown)."""
+
+
 class RegisterDef(Located):
     """One measured value mapped to one schema field."""
 
@@ -155,6 +163,17 @@ class RegisterDef(Located):
     """``invert`` when the device's sign is the opposite of the schema's (e.g. a meter that counts export as +)."""
     combine: Literal["sum"] | None = None
     """``sum``: several registers feed one field (e.g. per-phase currents into ``ac_current_a``)."""
+    measurement: Literal["meter", "battery"] | None = None
+    """Another reading of the same device this value feeds: a hybrid inverter's grid meter or battery."""
+    direction: Direction | None = None
+    """For a register holding a magnitude only: the bit that says it is negative."""
+
+    @property
+    def reading_kind(self) -> ReadingKind | None:
+        """The reading this value goes to: None for the device's own (``metadata.kind``)."""
+        if self.string is not None:
+            return "mppt"
+        return self.measurement
 
 
 class StateValue(_Strict):
@@ -198,6 +217,28 @@ class EventRegister(Located):
     """Bit number (0 = least significant) -> event."""
 
 
+class Identify(_Strict):
+    """The identity guard: what a device must answer before the profile decodes anything from it.
+
+    The device is refused (``WrongDevice``) when the register is refused, empty or a
+    sentinel, when ``values``/``prefixes`` are given and the value matches none of
+    them, or when it is one of ``refuse``. ``missing: accept`` lets a device without
+    the register through (only for a register that distinguishes a family from a
+    bigger sibling that has it, e.g. the SDM120 from the three-phase SDM630).
+    """
+
+    code_register: Located = Field(alias="register")
+    """The vendor's identification register (device type code, model name, system type…); ``register:`` in YAML."""
+    values: dict[int, str] = Field(default_factory=dict)
+    """Accepted codes -> model name (hex keys welcome: ``0x0E12: SH8.0RT-20``)."""
+    prefixes: tuple[str, ...] = ()
+    """Accepted beginnings of a model name (``str`` registers)."""
+    refuse: dict[int, str] = Field(default_factory=dict)
+    """Codes that name another kind of device -> what it is."""
+    missing: Literal["refuse", "accept"] = "refuse"
+    """What a register the device refuses (or leaves empty) means."""
+
+
 class Profile(_Strict):
     """One device family's register map."""
 
@@ -205,6 +246,8 @@ class Profile(_Strict):
     """The file's stem: what a device's ``driver`` names in the agent config."""
     metadata: Metadata
     defaults: Defaults = Field(default_factory=Defaults)
+    identify: Identify | None = None
+    """The identity guard, checked before the first poll (see :class:`Identify`)."""
     identity: Identity = Field(default_factory=Identity)
     registers: tuple[RegisterDef, ...] = Field(min_length=1)
     state: StateDef | None = None
@@ -244,8 +287,6 @@ class Profile(_Strict):
 def _check(profile: Profile) -> list[str]:
     """Everything a schema cannot say: fields exist for the kind, sizes fit, sums are declared."""
     problems: list[str] = []
-    kind_fields = READING_MEASUREMENT[profile.kind].fields_by_name
-    mppt_fields = MPPT.fields_by_name
 
     def check_located(where: str, item: Located) -> None:
         if item.type == "str" and item.length is None:
@@ -258,7 +299,8 @@ def _check(profile: Profile) -> list[str]:
         if wire < 0 or wire + item.count > 0x10000:
             problems.append(f"{where}.address: registers {wire}..{wire + item.count - 1} are outside 0..65535")
         if item.count > profile.defaults.max_registers:
-            problems.append(f"{where}: {item.count} registers do not fit one request (max_registers {profile.defaults.max_registers})")
+            problems.append(f"{where}: {item.count} registers do not fit one request "
+                            f"(max_registers {profile.defaults.max_registers})")
 
     for key, item in profile.identity:
         if item is not None:
@@ -266,12 +308,25 @@ def _check(profile: Profile) -> list[str]:
             if key == "rated_power_w" and item.type == "str":
                 problems.append("identity.rated_power_w.type: rated power is a number, not a str")
 
-    summed: dict[tuple[str | None, str], list[int]] = {}
+    summed: dict[tuple[str | None, str | None, str], list[int]] = {}
     for index, reg in enumerate(profile.registers):
         where = f"registers[{index}]"
         check_located(where, reg)
-        spec = mppt_fields if reg.string is not None else kind_fields
-        measurement = "mppt" if reg.string is not None else profile.kind
+        measurement = reg.reading_kind or profile.kind
+        spec = READING_MEASUREMENT[measurement].fields_by_name
+        if reg.string is not None and reg.measurement is not None:
+            problems.append(f"{where}: give either string (an MPPT input) or measurement, not both")
+        if reg.measurement is not None and profile.kind != "inverter":
+            problems.append(
+                f"{where}.measurement: only an inverter profile feeds other readings (a hybrid's meter or battery)"
+            )
+        if reg.direction is not None:
+            check_located(f"{where}.direction", reg.direction)
+            if reg.direction.type not in ("u16", "u32", "u64"):
+                problems.append(f"{where}.direction.type: a status bit field is unsigned (u16, u32, u64)")
+            elif reg.direction.negative_bit >= 16 * reg.direction.count:
+                bits = 16 * reg.direction.count
+                problems.append(f"{where}.direction.negative_bit: a {reg.direction.type} has bits 0..{bits - 1}")
         field = spec.get(reg.field)
         if field is None:
             problems.append(
@@ -293,13 +348,27 @@ def _check(profile: Profile) -> list[str]:
                 f"{where}.unit: {reg.unit!r} cannot feed {reg.field} (in {field.unit or 'no unit'}); "
                 f"expected one of {', '.join(sorted(UNIT_FAMILIES.get(field.unit, {field.unit})))}"
             )
-        summed.setdefault((reg.string, reg.field), []).append(index)
+        summed.setdefault((reg.reading_kind, reg.string, reg.field), []).append(index)
 
-    for (string, name), indexes in summed.items():
+    for (other, string, name), indexes in summed.items():
         if len(indexes) > 1 and any(profile.registers[i].combine != "sum" for i in indexes):
             where = ", ".join(f"registers[{i}]" for i in indexes)
-            target = f"mppt string {string} {name}" if string is not None else name
+            target = f"{other} {name}" if other is not None else name
+            if string is not None:
+                target = f"mppt string {string} {name}"
             problems.append(f"{where}: several registers feed {target}; give each of them 'combine: sum' or keep one")
+
+    if profile.identify is not None:
+        guard = profile.identify
+        check_located("identify.register", guard.code_register)
+        if not (guard.values or guard.prefixes or guard.refuse):
+            problems.append("identify: give values, prefixes or refuse: a guard that accepts anything guards nothing")
+        if guard.prefixes and guard.code_register.type != "str":
+            problems.append("identify.prefixes: only for a str register (a model name)")
+        if (guard.values or guard.refuse) and guard.code_register.type == "str":
+            problems.append("identify.values: a str register is matched by prefixes")
+        for code in set(guard.values) & set(guard.refuse):
+            problems.append(f"identify.refuse.{code}: also in values")
 
     if profile.state is not None:
         check_located("state.register", profile.state.code_register)
@@ -314,12 +383,12 @@ def _check(profile: Profile) -> list[str]:
         check_located(where, event)
         if event.type not in ("u16", "u32", "u64"):
             problems.append(f"{where}.type: an alarm bit field is unsigned (u16, u32, u64)")
-        for bit, spec in event.bits.items():
+        for bit, bit_def in event.bits.items():
             if not 0 <= bit < 16 * event.count:
                 problems.append(f"{where}.bits.{bit}: a {event.type} has bits 0..{16 * event.count - 1}")
-            if spec.sunspec is not None and spec.sunspec not in sunspec_bits:
+            if bit_def.sunspec is not None and bit_def.sunspec not in sunspec_bits:
                 problems.append(
-                    f"{where}.bits.{bit}.sunspec: {spec.sunspec!r} is not a SunSpec "
+                    f"{where}.bits.{bit}.sunspec: {bit_def.sunspec!r} is not a SunSpec "
                     f"{'Evt1' if profile.kind == 'inverter' else 'Evt'} bit "
                     f"(known: {', '.join(sunspec_bits)})"
                 )
@@ -348,7 +417,8 @@ def sunspec_event_bits(kind: DeviceKind) -> dict[str, int]:
 def parse_profile(data: object, name: str, source: str) -> Profile:
     """Validate *data* (a parsed YAML document) as profile *name*; *source* names the file in errors."""
     if not isinstance(data, dict):
-        raise ProfileError(source, [f"(top level): expected a mapping of metadata, defaults, registers…, got {type(data).__name__}"])
+        raise ProfileError(source, ["(top level): expected a mapping of metadata, defaults, registers…, "
+                                    f"got {type(data).__name__}"])
     if "name" in data:
         raise ProfileError(source, ["name: not allowed, the profile's name is its file name"])
     try:
@@ -442,7 +512,9 @@ def engineering_value(raw: int | float, scale: float = 1.0, offset: float = 0.0,
     return float(-value if invert else value)
 
 
-def encode_value(value_type: str, raw: int | float | str, word_order: WordOrder = "big", length: int | None = None) -> list[int]:
+def encode_value(
+    value_type: str, raw: int | float | str, word_order: WordOrder = "big", length: int | None = None
+) -> list[int]:
     """The registers that hold raw value *raw* (the inverse of :func:`decode_value`)."""
     if value_type == "str":
         data = str(raw).encode("utf-8")
@@ -466,7 +538,9 @@ def encode_value(value_type: str, raw: int | float | str, word_order: WordOrder 
     return words[::-1] if word_order == "little" else words
 
 
-def raw_for(value: float, value_type: str, scale: float = 1.0, offset: float = 0.0, invert: bool = False) -> int | float:
+def raw_for(
+    value: float, value_type: str, scale: float = 1.0, offset: float = 0.0, invert: bool = False
+) -> int | float:
     """The raw register value that decodes to engineering *value* (for register images in tests and simulators)."""
     target = Decimal(repr(-value if invert else value))
     raw = (target - Decimal(repr(offset))) / Decimal(repr(scale))

@@ -11,13 +11,21 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from agent.devices import identify
 from agent.devices.base import DecodedPoll, DeviceIdentity
-from agent.devices.profile import STATE_BY_NAME, Profile, RegisterDef, Located, engineering_value, sunspec_event_bits
+from agent.devices.profile import (
+    STATE_BY_NAME,
+    Located,
+    Profile,
+    RegisterDef,
+    engineering_value,
+    sunspec_event_bits,
+)
 from agent.devices.sunspec import STATE_FAULT_CODE
-from agent.errors import IllegalAddress, ModbusExceptionResponse
+from agent.errors import IllegalAddress, ModbusExceptionResponse, WrongDevice
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, ReadRequest, RegisterBlock, RegisterSpan, plan_reads
 from agent.modbus.types import RegisterReader
-from agent.schema import DEVICE_KINDS, STATE_FAULT, STATE_NAMES, DeviceKind, Reading
+from agent.schema import DEVICE_KINDS, STATE_FAULT, STATE_NAMES, DeviceKind, Reading, ReadingKind
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,8 @@ class ProfileDriver:
             raise ValueError(f"device {name}: kind must be one of {DEVICE_KINDS}, got {kind!r}")
         if kind != profile.kind:
             raise ValueError(
-                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, which describes a {profile.kind}"
+                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, "
+                f"which describes a {profile.kind}"
             )
         if max_registers is not None and not 1 <= max_registers <= MODBUS_MAX_REGISTERS:
             raise ValueError(f"device {name}: max_registers must be 1..{MODBUS_MAX_REGISTERS}, got {max_registers}")
@@ -61,6 +70,7 @@ class ProfileDriver:
     def spans(self) -> list[RegisterSpan]:
         """One atomic span per value the plan reads (registers, state, alarm bit fields)."""
         items: list[Located] = [*self.profile.registers, *self.profile.events]
+        items.extend(reg.direction for reg in self.profile.registers if reg.direction is not None)
         if self.profile.state is not None:
             items.append(self.profile.state.code_register)
         return [self._span(item) for item in items]
@@ -73,14 +83,17 @@ class ProfileDriver:
     # -- discovery ------------------------------------------------------------------
 
     async def discover(self, reader: RegisterReader) -> DeviceIdentity:
-        """Read the identity registers the device has, and make sure it answers the profile's registers.
+        """Check the device is one the profile describes, read its identity, make sure it answers.
 
-        Identity registers are optional: one the device refuses (illegal address,
-        any exception response) is left out. Transport errors propagate — the
-        device is not there. When no identity register answered, the first
-        request of the plan is read instead, so a wrong profile fails here with a
-        clear message rather than at every poll.
+        First the identity guard (the profile's ``identify:``): a device of another
+        family or model raises :class:`agent.errors.WrongDevice` before anything is
+        decoded from it. Identity registers are optional: one the device refuses
+        (illegal address, any exception response) is left out. Transport errors
+        propagate — the device is not there. When neither the guard nor an identity
+        register answered, the first request of the plan is read instead, so a
+        wrong profile fails here with a clear message rather than at every poll.
         """
+        verdict = await identify.check(self.profile, reader)
         found: dict[str, object] = {}
         for key, item in self.profile.identity:
             if item is None:
@@ -98,17 +111,17 @@ class ProfileDriver:
                     found[key] = engineering_value(value, item.scale)
             else:
                 found[key] = value if isinstance(value, str) else str(value)
-        if not found and self._plan:
+        if not found and not (self.profile.identify is not None and verdict.answered) and self._plan:
             first = self._plan[0]
             try:
                 await reader.read(first.table, first.address, first.count)
             except IllegalAddress as exc:
-                raise IllegalAddress(
-                    f"device {self.name}: does not answer the registers of profile {self.profile.name!r} "
-                    f"({first.table} {first.address}..{first.end - 1}): {exc}"
+                raise WrongDevice(
+                    f"no answer to the registers of profile {self.profile.name!r} ({exc}): not a device of "
+                    "that profile; check the device's address, unit id and driver"
                 ) from exc
         models = self.profile.metadata.models
-        model = found.get("model")
+        model = found.get("model") or verdict.model
         rated = found.get("rated_power_w")
         self.identity = DeviceIdentity(
             manufacturer=self.profile.metadata.manufacturer,
@@ -134,7 +147,15 @@ class ProfileDriver:
         raw = self._raw(block, reg)
         if raw is None or isinstance(raw, str):
             return None
-        return engineering_value(raw, reg.scale, reg.offset, reg.sign == "invert")
+        invert = reg.sign == "invert"
+        if reg.direction is not None:  # a magnitude whose sign is a status bit
+            status = self._raw(block, reg.direction)
+            if not isinstance(status, int):
+                return None  # direction unknown: leave the value out rather than guess
+            raw = abs(raw)
+            if status >> reg.direction.negative_bit & 1:
+                invert = not invert
+        return engineering_value(raw, reg.scale, reg.offset, invert)
 
     def decode(self, block: RegisterBlock, ts_ms: int) -> DecodedPoll:
         """Readings of one poll. A value missing from *block* or holding a sentinel is left out.
@@ -143,15 +164,21 @@ class ProfileDriver:
         single-phase unit on a three-phase profile reports only its phase); the
         field is left out when none is.
         """
-        parts: dict[tuple[str | None, str], list[float]] = {}
+        parts: dict[tuple[ReadingKind | None, str | None, str], list[float]] = {}
         for reg in self.profile.registers:
             value = self._value(block, reg)
             if value is not None:
-                parts.setdefault((reg.string, reg.field), []).append(value)
+                parts.setdefault((reg.measurement, reg.string, reg.field), []).append(value)
         device_fields: dict[str, float | int] = {}
         strings: dict[str, dict[str, float | int]] = {}
-        for (string_id, field), values in parts.items():
-            target = device_fields if string_id is None else strings.setdefault(string_id, {})
+        others: dict[ReadingKind, dict[str, float | int]] = {}
+        for (measurement, string_id, field), values in parts.items():
+            if string_id is not None:
+                target = strings.setdefault(string_id, {})
+            elif measurement is not None:
+                target = others.setdefault(measurement, {})
+            else:
+                target = device_fields
             # a sum in decimal, like the scaling: 0.1 + 0.2 is 0.3 here
             target[field] = values[0] if len(values) == 1 else float(sum(Decimal(repr(v)) for v in values))
 
@@ -180,6 +207,8 @@ class ProfileDriver:
         for string_id, fields in strings.items():
             if fields:
                 readings.append(Reading(device=self.name, kind="mppt", ts=ts_ms, fields=fields, string=string_id))
+        for measurement, fields in others.items():  # a hybrid's grid meter and battery
+            readings.append(Reading(device=self.name, kind=measurement, ts=ts_ms, fields=fields))
         return DecodedPoll(readings=readings, active_events=events, state=state)
 
     def _state(self, block: RegisterBlock) -> int | None:

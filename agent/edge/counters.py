@@ -16,11 +16,16 @@ from agent.schema import Reading
 
 log = logging.getLogger(__name__)
 
-LIFETIME_COUNTERS: frozenset[str] = frozenset({"ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh"})
+LIFETIME_COUNTERS: frozenset[str] = frozenset({
+    "ac_energy_wh", "dc_energy_wh", "energy_import_wh", "energy_export_wh", "energy_charge_wh", "energy_discharge_wh",
+})
 """Fields that only ever grow: a decrease is a glitch (or a replaced device), never energy."""
 
 _COUNTER_ORDER: tuple[str, ...] = tuple(sorted(LIFETIME_COUNTERS))
 """The counters in a fixed order: a reading is checked for these few names, not each of its fields."""
+
+BOUNDED_KINDS: frozenset[str] = frozenset({"inverter", "mppt"})
+"""Readings whose counters the device's rated power bounds (a hybrid's meter and battery readings are not)."""
 
 COUNTER_RESET_CONFIRMATIONS = 30
 """Consecutive lower-but-growing readings after which a counter reset (device replaced) is accepted."""
@@ -67,8 +72,11 @@ class CounterGuard:
         self.device = device
         self.max_power_w = max_power_w
         self._state: dict[tuple[str, str | None], _CounterState] = {}
+        self._bounded = True
 
     def _plausible(self, old: float, old_ts: int, value: float, ts: int) -> bool:
+        if not self._bounded:
+            return True
         power = self.max_power_w()
         if not power:
             return True
@@ -77,6 +85,8 @@ class CounterGuard:
 
     def filter(self, reading: Reading) -> None:
         fields = reading.fields
+        # Rated power bounds what an inverter produces, not what its site imports or its battery stores.
+        self._bounded = reading.kind in BOUNDED_KINDS
         for name in _COUNTER_ORDER:
             if name not in fields:
                 continue

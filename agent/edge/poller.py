@@ -18,11 +18,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
 from agent.edge.counters import CounterGuard
-from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError
+from agent.errors import DecodeError, DeviceBusy, IllegalAddress, TerrilError, TransportError, WrongDevice
 from agent.flapping import FlapDamper
 from agent.modbus.plan import RegisterBlock
 from agent.modbus.types import RegisterReader
@@ -136,6 +136,12 @@ class DevicePoller:
         except (TransportError, DeviceBusy) as exc:
             self._on_no_answer(now, exc)
             return None
+        except WrongDevice as exc:
+            # Not the device its driver describes: never poll it with that map. Look again
+            # every MAX_BACKOFF_S (the device may be replaced), one log line per change.
+            self._on_failure(now, exc, "wrong_device")
+            self._next_attempt = now + MAX_BACKOFF_S - 0.5
+            return None
         except (IllegalAddress, DecodeError) as exc:
             # The layout changed under us (firmware update, another device at that address): rediscover.
             self.identity = None
@@ -191,8 +197,8 @@ class DevicePoller:
             block.store(request.table, request.address,
                         await self.reader.read(request.table, request.address, request.count))
             if i == 0:
-                sent = getattr(self.reader, "last_sent", None)
-                if isinstance(sent, float) and sent >= started:
+                sent = self.reader.last_sent
+                if sent is not None and sent >= started:
                     ts_ms = int((now + (sent - started)) * 1000)
         return ts_ms, self.driver.decode(block, ts_ms)
 
@@ -211,13 +217,13 @@ class DevicePoller:
 
     def _on_no_answer(self, now: float, exc: TerrilError) -> None:
         """Silence at night is sleep; silence by day is a problem. Either way, back off."""
-        night = not is_daylight(datetime.fromtimestamp(now, timezone.utc), self.site.latitude, self.site.longitude)
+        night = not is_daylight(datetime.fromtimestamp(now, UTC), self.site.latitude, self.site.longitude)
         status: LinkStatus = "sleeping" if night and self.driver.kind == "inverter" else "unreachable"
         self._on_failure(now, exc, status)
 
     def _on_failure(self, now: float, exc: TerrilError, status: LinkStatus) -> None:
         self._failures += 1
-        if status == "unreachable":
+        if status in ("unreachable", "wrong_device"):
             self.stats.polls_failed += 1
         self.stats.last_error = str(exc)
         self._set_status(status, str(exc))
@@ -232,7 +238,7 @@ class DevicePoller:
         self.stats.status = status
         if not self._flaps.allow(status, reason):
             return
-        level = logging.WARNING if status in ("unreachable", "fault") else logging.INFO
+        level = logging.WARNING if status in ("unreachable", "fault", "wrong_device") else logging.INFO
         if previous is None and status == "ok":
             log.info("%s: polling", self.name)
         elif status == "sleeping":

@@ -1,4 +1,9 @@
-"""``terril scan HOST[:PORT]``: which SunSpec devices answer at an address, before writing any config."""
+"""``terril scan HOST[:PORT]``: which devices answer at an address, before writing any config.
+
+SunSpec devices are listed with their models; for a unit with no SunSpec map, the
+identity guards of the shipped register profiles are asked (one read per distinct
+identification register) and the profiles that accept the device are suggested.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import logging
 import sys
 from typing import Any
 
+from agent.devices.identify import suggest
 from agent.devices.sunspec import scan
 from agent.errors import TerrilError
 from agent.modbus.pool import LinkPool
@@ -39,7 +45,11 @@ async def scan_units(host: str, port: int, units: list[int], timeout: float) -> 
             try:
                 devices = await scan(reader)
             except TerrilError as exc:
-                found.append({"unit": unit, "error": str(exc)})
+                entry: dict[str, Any] = {"unit": unit, "error": str(exc)}
+                profiles = await suggest(reader)
+                if profiles:
+                    entry["profiles"] = [{"driver": p.profile, "model": p.model, "found": p.shown} for p in profiles]
+                found.append(entry)
                 continue
             for d in devices:
                 found.append({
@@ -71,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         for entry in found:
             where = f"{host}:{port} unit {entry['unit']}"
             if "error" in entry:
-                print(f"{where}: nothing found ({entry['error']})")
+                if "profiles" in entry:
+                    print(f"{where}: no SunSpec map; a register profile fits:")
+                    for fit in entry["profiles"]:
+                        print(f"    driver: {fit['driver']:<16} ({fit['found']})")
+                else:
+                    print(f"{where}: nothing found ({entry['error']})")
                 continue
             models = ", ".join(f"{m['id']} (L={m['length']})" for m in entry["models"])
             print(f"{where}, SunSpec map at {entry['base']}, logical device {entry['logical_device']}: "
@@ -80,4 +95,4 @@ def run(args: argparse.Namespace) -> int:
                 if key in entry:
                     print(f"    {key:<14} {entry[key]}")
             print(f"    models         {models}")
-    return 0 if any("error" not in e for e in found) else 1
+    return 0 if any("error" not in e or "profiles" in e for e in found) else 1
