@@ -92,7 +92,7 @@ def test_a_flapping_unit_logs_one_line_and_a_wrong_byte_count_spares_the_shared_
         sub.close()
         proxy.stop()
     lines = [line for line in agent.log.splitlines() if " DEBUG " not in line]
-    assert healthy >= 15, f"the healthy unit published {healthy} readings in 20 s"
+    assert healthy >= 10, f"the healthy unit published {healthy} readings in 20 s (one a second)"
     assert proxy.connections == 1, "the shared connection was dropped"
     flapping = [line for line in lines if "instable:" in line and " found " not in line and "SunSpec map" not in line]
     assert any("status flapping" in line for line in flapping), flapping
