@@ -38,8 +38,15 @@ venv: deps $(VENV)/.installed
 demo: venv
 	$(PY) -m agent.demo
 
-test: venv
+# ruff (rules in pyproject.toml) on everything, mypy --strict on agent/: run before the tests, so CI runs it.
+lint: venv
+	$(PY) -m ruff check agent tests bench
+	$(PY) -m mypy
+
+test: venv lint
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q
+
+check: test
 
 bench: venv
 	$(PY) bench/edge.py

@@ -76,51 +76,57 @@ def translate_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
     return out
 
 
+_PLAIN: dict[str, str] = {
+    "missing": "required key missing",
+    "string_type": "expected a text string{got}",
+    "str_type": "expected a text string{got}",
+    "string_too_short": "must not be empty",
+    "union_tag_not_found": "required key missing (tcp or rtu)",
+    "model_type": "expected a mapping of keys{got}",
+    "model_attributes_type": "expected a mapping of keys{got}",
+    "dict_type": "expected a mapping of keys{got}",
+    "list_type": "expected a list{got}",
+    "too_short": "must contain at least one entry",
+    "bool_type": "expected true or false{got}",
+    "bool_parsing": "expected true or false{got}",
+    "path_type": "expected a file path{got}",
+}
+"""Pydantic error type -> our reason, for the errors whose wording does not depend on the field."""
+
+_PATTERN_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("slug", "name"), "expected a slug (lowercase letters, digits, _ and -, starting with a letter or digit, "
+                       "at most 63)"),
+    (("topic_root",), "expected topic levels of letters, digits, _ and - separated by / (no wildcards)"),
+    (("port",), "expected a serial device path such as /dev/ttyUSB0"),
+)
+"""Key name endings -> what a text that does not match its pattern should have looked like."""
+
+_NUMBER_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
 def _reason(err: Any, field: Any, path: str) -> str:
     etype: str = err["type"]
     ctx = err.get("ctx") or {}
-    value = err.get("input")
     secret = path.endswith(("password", "token"))
-    got = "" if etype == "missing" else f", got {'a hidden value' if secret else show(value)}"
-    if etype == "missing":
-        return "required key missing"
+    got = "" if etype == "missing" else f", got {'a hidden value' if secret else show(err.get('input'))}"
+    if etype in _PLAIN:
+        return _PLAIN[etype].format(got=got)
     if etype == "extra_forbidden":
         return "unknown key" + _suggest(path, field)
-    if etype.startswith("int_") or etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        noun = "an integer" if _is_int(field) or etype.startswith("int_") else "a number"
+    if etype.startswith(("int_", "float_")) or etype in _NUMBER_ERRORS:
+        noun = "an integer" if etype.startswith("int_") or (_is_int(field) and not etype.startswith("float_")) \
+            else "a number"
         return f"expected {noun}{_range(field)}{got}"
-    if etype.startswith("float_"):
-        return f"expected a number{_range(field)}{got}"
-    if etype in ("string_type", "str_type"):
-        return f"expected a text string{got}"
-    if etype == "string_too_short":
-        return "must not be empty"
     if etype == "string_too_long":
         return f"too long (at most {ctx.get('max_length')} characters)"
     if etype == "string_pattern_mismatch":
-        if path.endswith(("slug", "name")):
-            return f"expected a slug (lowercase letters, digits, _ and -, starting with a letter or digit, at most 63){got}"
-        if path.endswith("topic_root"):
-            return f"expected topic levels of letters, digits, _ and - separated by / (no wildcards){got}"
-        if path.endswith("port"):
-            return f"expected a serial device path such as /dev/ttyUSB0{got}"
-        return f"expected text matching {ctx.get('pattern')}{got}"
+        expected = next((text for ends, text in _PATTERN_REASONS if path.endswith(ends)),
+                        f"expected text matching {ctx.get('pattern')}")
+        return expected + got
     if etype == "literal_error":
         return f"expected one of {_unquote(ctx.get('expected', ''))}{got}"
     if etype == "union_tag_invalid":
         return f"expected one of {_unquote(ctx.get('expected_tags', ''))}, got {show(ctx.get('tag'))}"
-    if etype == "union_tag_not_found":
-        return "required key missing (tcp or rtu)"
-    if etype in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys{got}"
-    if etype == "list_type":
-        return f"expected a list{got}"
-    if etype == "too_short":
-        return "must contain at least one entry"
-    if etype in ("bool_type", "bool_parsing"):
-        return f"expected true or false{got}"
-    if etype in ("path_type",):
-        return f"expected a file path{got}"
     if etype == "terril":
         return str(ctx.get("reason", err["msg"]))
     if etype in ("value_error", "assertion_error"):  # a validator's own words
@@ -145,7 +151,8 @@ def _unquote(text: object) -> str:
 
 
 def kind_of(value: object) -> str:
-    return {dict: "a mapping", list: "a list", str: "a text"}.get(type(value), f"the value {show(value)}")
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a text"}
+    return names.get(type(value), f"the value {show(value)}")
 
 
 def _join(base: str, sub: str) -> str:
@@ -255,7 +262,8 @@ def _is_int(view: _FieldView | None) -> bool:
 def _range(view: _FieldView | None) -> str:
     if view is None:
         return ""
-    lo = hi = None
+    lo: Any = None
+    hi: Any = None
     lo_open = hi_open = False
     for m in view.metadata:
         if isinstance(m, annotated_types.Ge):

@@ -139,15 +139,15 @@ class _StrictLoader(yaml.SafeLoader):
 
     _depth = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         # PyYAML composes recursively (3 Python frames per level): bound the depth
         # before Python's recursion limit does it with a traceback.
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
-                raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]  # untyped PyYAML method
+                where = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # PyYAML's parser is untyped
+                raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", where)
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -155,7 +155,7 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, Node] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]  # untyped PyYAML
+        key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, (str, int, float, bool)) and key in seen:
             first = seen[key].start_mark
             raise ConstructorError(

@@ -17,7 +17,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 SCHEMA_VERSION = 1
 """Value of ``"v"`` in every JSON payload. Bumped only on an incompatible change."""
@@ -47,7 +47,7 @@ READING_KINDS: tuple[str, ...] = ("inverter", "meter", "mppt", "battery")
 FieldType = Literal["float", "int", "str"]
 
 
-def is_slug(value: object) -> bool:
+def is_slug(value: object) -> TypeGuard[str]:
     """True when *value* is a site or device slug usable in topics and tags."""
     return isinstance(value, str) and SLUG_RE.fullmatch(value) is not None
 
@@ -616,7 +616,9 @@ class Event:
 EVENT_CODE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def health_payload(site: str, ts: int, metrics: dict[str, float | int], devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def health_payload(
+    site: str, ts: int, metrics: dict[str, float | int], devices: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """The ``terril/<site>/health`` payload (QoS 0, retained, every 60 s).
 
     ``metrics`` uses the field names of the ``agent`` measurement (``AGENT``):

@@ -7,12 +7,12 @@ to decide whether the sun is above the horizon at a site. Pure functions.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def solar_terms(when: datetime) -> tuple[float, float]:
     """(equation of time in minutes, declination in radians) at *when* (NOAA)."""
-    utc = when.astimezone(timezone.utc)
+    utc = when.astimezone(UTC)
     day_of_year = utc.timetuple().tm_yday
     hour = utc.hour + utc.minute / 60 + utc.second / 3600
     gamma = 2 * math.pi / 365 * (day_of_year - 1 + (hour - 12) / 24)
@@ -37,7 +37,7 @@ def solar_terms(when: datetime) -> tuple[float, float]:
 
 def solar_elevation_deg(when: datetime, latitude: float, longitude: float) -> float:
     """Solar elevation above the horizon in degrees at *when* (aware datetime) and the given place."""
-    utc = when.astimezone(timezone.utc)
+    utc = when.astimezone(UTC)
     eqtime, decl = solar_terms(utc)
     minutes = utc.hour * 60 + utc.minute + utc.second / 60
     hour_angle = math.radians((minutes + eqtime + 4 * longitude) / 4 - 180)

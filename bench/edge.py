@@ -589,7 +589,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measuring window of each contender (default 60)")
     parser.add_argument("--interval", type=int, default=1, help="poll interval of every device, s (default 1)")
     parser.add_argument("--startup-timeout", type=float, default=60.0, help="s to wait for every device's 1st reading")
-    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help=f"modbus4mqtt's virtualenv (default {DEFAULT_VENV})")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help=f"modbus4mqtt's virtualenv (default {DEFAULT_VENV})")
     parser.add_argument("--order", choices=["terril-first", "modbus4mqtt-first"], default="terril-first")
     parser.add_argument("--only", choices=["terril", "modbus4mqtt"], help="measure one side only (pass is then false)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs, spool)")

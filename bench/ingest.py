@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.central.points import make_point  # noqa: E402
-from tests.fixtures.influx import InfluxServer  # noqa: E402
-from tests.fixtures.mosquitto import MosquittoBroker  # noqa: E402
-from tests.ingest_support import DB, ingest_config_dict, reading, readings_message, write_config  # noqa: E402
+from agent.central.points import make_point
+from tests.fixtures.influx import InfluxServer
+from tests.fixtures.mosquitto import MosquittoBroker
+from tests.ingest_support import DB, ingest_config_dict, reading, readings_message, write_config
 
 T0 = 1_700_000_000_000
 
@@ -158,7 +158,7 @@ def main() -> None:
 
         config = write_config(tmp / "ingest.yaml", ingest_config_dict(broker.port, influx.url, client_id="bench-ingest",
                                                                       max_delay=1.0))
-        log = open(tmp / "ingest.log", "wb")
+        log = open(tmp / "ingest.log", "wb")  # noqa: SIM115 - the child process writes it until it is stopped
         ingest = subprocess.Popen([str(Path(sys.executable).parent / "terril"), "ingest", "-c", str(config)],
                                   stdout=log, stderr=log)
         deadline = time.time() + 20

@@ -31,12 +31,13 @@ Known faults seeded (the alert tests expect exactly these):
 
 from __future__ import annotations
 
+import itertools
 import math
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from agent.central.points import make_point
@@ -48,7 +49,7 @@ from agent.schema import (
 )
 
 PARIS = ZoneInfo("Europe/Paris")
-UTC = timezone.utc
+UTC = UTC
 
 RAW_START = datetime(2024, 10, 24, 0, 0, tzinfo=PARIS)
 DAY_EVAL = datetime(2024, 10, 28, 15, 0, tzinfo=PARIS)
@@ -232,7 +233,7 @@ class Town:
 
     def reported_between(self, site: str, device: str, start: datetime, end: datetime) -> bool:
         tr = self.traces[(site, device)]
-        return any(start <= t <= end and r for t, r in zip(tr.times, tr.recorded))
+        return any(start <= t <= end and r for t, r in zip(tr.times, tr.recorded, strict=False))
 
     def today_energy_by_site(self, at: datetime) -> dict[str, float]:
         """Energy since local midnight per site, for the sites with at least one reading today."""
@@ -251,7 +252,6 @@ def _sim_site(site: SiteSim, town: Town) -> None:
     minute = timedelta(seconds=STEP_S // SUB_STEPS)
     n_steps = int((DAY_EVAL.astimezone(UTC) - RAW_START.astimezone(UTC)).total_seconds() // STEP_S) + 1
     inv_energy = {inv.device: 0.0 for inv in site.inverters}
-    string_energy = {(inv.device, s): 0.0 for inv in site.inverters for s in inv.strings}
     imp = 4_000_000.0
     exp = 1_500_000.0
     uptime = 86_400.0 * 12
@@ -366,7 +366,7 @@ def _counter_days(readings: list[tuple[datetime, float]]) -> dict[date, float]:
     goes backwards (reset, replacement) contributes nothing instead of a huge negative.
     """
     out: dict[date, float] = {}
-    for (t0, c0), (t1, c1) in zip(readings, readings[1:]):
+    for (t0, c0), (t1, c1) in itertools.pairwise(readings):
         # readings fall on a grid aligned to local midnight: an interval belongs to the day it ends in,
         # the one ending exactly at midnight to the day before
         if t1 - t0 > timedelta(hours=18) and c1 != c0:
@@ -380,7 +380,7 @@ def _meter_readings(town_lines: list[str], device: str, name: str) -> list[tuple
     out = []
     for line in town_lines:
         if line.startswith("meter,") and f"device={device}" in line:
-            head, fields, ts = line.rsplit(" ", 2)
+            _head, fields, ts = line.rsplit(" ", 2)
             for kv in fields.split(","):
                 k, v = kv.split("=")
                 if k == name:
@@ -431,7 +431,7 @@ def build_town() -> Town:
         per_day: dict[date, dict[str, float]] = {}
         for inv in site.inverters:
             tr = town.traces[(site.slug, inv.device)]
-            readings = [(t, float(c)) for t, c, r in zip(tr.times, tr.counter_wh, tr.recorded) if r and c]
+            readings = [(t, float(c)) for t, c, r in zip(tr.times, tr.counter_wh, tr.recorded, strict=False) if r and c]
             for day, wh in _counter_days(readings).items():
                 row = per_day.setdefault(day, {"production_wh": 0.0})
                 row["production_wh"] += wh

@@ -112,6 +112,9 @@ class FakeReader:
     """Reads touching these addresses raise TransportError (a unit that times out)."""
     requests: int = 0
     log: list[tuple[Table, int, int]] = field(default_factory=list)
+    last_sent: float | None = None
+    """Never set: a poll through this reader is stamped when it starts."""
+    link: object = None
 
     async def read(self, table: Table, address: int, count: int) -> list[int]:
         self.requests += 1

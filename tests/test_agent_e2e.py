@@ -69,7 +69,7 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AgentProcess:
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the agent writes it until stop() closes it
         self.proc = subprocess.Popen([TERRIL, "-v", "agent", "-c", str(self.config)], stdout=log,
                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()

@@ -61,7 +61,7 @@ class Notified:
                 return True
             try:
                 self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
+            except TimeoutError:
                 pass
         return bool(until(self))
 

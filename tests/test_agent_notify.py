@@ -40,14 +40,14 @@ def test_agent_notifies_ready_and_pings_the_watchdog(tmp_path: Path, sim_factory
         while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 3:
             try:
                 messages.append(sock.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 pass
     finally:
         stop_process(proc)
         try:
             while True:
                 messages.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
         sock.close()
     ready = [i for i, m in enumerate(messages) if "READY=1" in m]

@@ -206,8 +206,8 @@ def test_the_simulated_clock_starts_at_noon_when_the_sun_is_down() -> None:
 
 def test_every_site_of_the_town_has_configs_the_real_loaders_accept(tmp_path: Path) -> None:
     from agent.central.config import load_ingest_config
-    from agent.edge.config import load_agent_config
     from agent.demo.town import agent_document, ingest_document, simulator_document, write_yaml
+    from agent.edge.config import load_agent_config
     from agent.sim.config import build_servers, parse_config
 
     ports = {site.slug: 20000 + i for i, site in enumerate(TOWN)}

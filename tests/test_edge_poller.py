@@ -45,7 +45,7 @@ def test_full_inverter_is_polled_in_one_request_counted_server_side(sim_factory:
     assert all(r is not None for r in results)
     assert sim.requests(1) == 3, "models 1+103+160 (2 strings) must cost one request per poll"
     assert set(sim.function_codes(1)) == {3}
-    inverter = [r for r in results[-1].readings if r.kind == "inverter"][0]
+    inverter = next(r for r in results[-1].readings if r.kind == "inverter")
     strings = sorted(r.string for r in results[-1].readings if r.kind == "mppt")
     assert strings == ["1", "2"]
     assert inverter.fields["ac_power_w"] > 0

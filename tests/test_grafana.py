@@ -376,7 +376,7 @@ def test_energy_positive_month_year_and_share(influx: InfluxServer, town: Town) 
     months: dict[str, dict[str, float]] = {}
     for row in answer["results"][0]["series"][0]["values"]:
         key = datetime.fromtimestamp(row[0] / 1000, PARIS).strftime("%Y-%m")
-        for c, v in zip(cols[1:], row[1:]):
+        for c, v in zip(cols[1:], row[1:], strict=False):
             months.setdefault(key, {}).setdefault(c, 0.0)
             months[key][c] += v or 0.0
     assert len(months) == 10
@@ -400,7 +400,7 @@ def test_trajectory_panels(influx: InfluxServer) -> None:
     dash, p = find_panel("energy-positive", "Balance per year: consumption and renewable production")
     assert [tr["id"] for tr in p["transformations"]] == ["formatTime"]
     series = run_panel(influx, dash, p, p["targets"][0])["results"][0]["series"][0]
-    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:]))
+    got = {datetime.fromtimestamp(row[0] / 1000, PARIS).year: dict(zip(series["columns"][1:], row[1:], strict=False))
            for row in series["values"]}
     assert set(got) == set(BALANCE_YEARS)  # the target path's future years carry no balance
     for year, (consumed, renewable, monitored) in BALANCE_YEARS.items():
@@ -440,7 +440,7 @@ def test_public_panel_figures(influx: InfluxServer, town: Town) -> None:
     assert single_value(value("Puissance installée")) == sum(s.peak_power_w for s in SITES)
     citizen = [s for s in SITES if s.owner == "citizen"]
     row = value("Toits des habitants")["results"][0]["series"][0]
-    assert dict(zip(row["columns"][1:], row["values"][0][1:])) == {
+    assert dict(zip(row["columns"][1:], row["values"][0][1:], strict=False)) == {
         "sites": len(citizen), "panels": sum(s.panels for s in citizen)}
     assert single_value(value("Toits des habitants : puissance installée")) == sum(s.peak_power_w for s in citizen)
 
@@ -513,7 +513,7 @@ def test_alert_rules_fire_on_seeded_faults_only(influx: InfluxServer) -> None:
 def test_alert_rules_stay_silent_at_night(influx: InfluxServer, when: datetime) -> None:
     """Daylight rules stay silent at night; only the agent dead since 26 October keeps firing."""
     for rule in _rules():
-        firing, queries = evaluate_rule(rule, when, lambda q: influx.query(q, DB))
+        firing, _queries = evaluate_rule(rule, when, lambda q: influx.query(q, DB))
         assert firing == EXPECTED_FIRING_AT_NIGHT.get(rule["uid"], set()), rule["uid"]
     # the night is a real test: some inverters still answer (asleep, 0 W) and others are unreachable
     rule = next(r for r in _rules() if r["uid"] == "terril-comm-loss")

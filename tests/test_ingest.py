@@ -77,7 +77,7 @@ def test_everything_the_schema_names_is_stored(
                    "text": "Ground fault"}]
     si = influx.rows("SELECT * FROM site_info", DB)[0]
     assert (si["name"], si["owner"], si["panels"], si["peak_power_w"]) == ("Hôtel de ville", "commune", 120, 36000.0)
-    agent = influx.rows("SELECT uptime_s, spool_depth FROM agent WHERE time = %dms" % now, DB)
+    agent = influx.rows(f"SELECT uptime_s, spool_depth FROM agent WHERE time = {now}ms", DB)
     assert agent == [{"time": now, "uptime_s": 12.5, "spool_depth": 3}]
     types = {(r["fieldKey"], r["fieldType"]) for r in influx.rows("SHOW FIELD KEYS", DB)}
     assert {("ac_power_w", "float"), ("state", "integer"), ("active", "integer"), ("text", "string"),
@@ -115,8 +115,7 @@ def test_invalid_message_is_dead_lettered_with_its_payload(mosquitto: MosquittoB
     try:
         with IngestThread(ingest_config(mosquitto.port, influx.url)):
             publish_all(mosquitto.port, [("terril/mairie/readings", b"\xff\xfe not utf-8"),
-                                         readings_message("ecole", [reading("ond-1", T0)])[:1]
-                                         + (json.dumps({"v": 1, "site": "mairie", "readings": []}).encode(),),
+                                         (*readings_message("ecole", [reading("ond-1", T0)])[:1], json.dumps({"v": 1, "site": "mairie", "readings": []}).encode()),
                                          readings_message("mairie", [reading("ond-1", T0)])])
             letters = dead.wait_for(lambda m: len(m) >= 2)
             wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter") == 1)

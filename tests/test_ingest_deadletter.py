@@ -87,15 +87,15 @@ def test_huge_bad_message_is_dead_lettered_once_within_the_brokers_packet_limit(
     extra = {"max_payload_bytes": max_payload_bytes} if max_payload_bytes else {}
     dead = Subscriber(broker.port, "terril/_deadletter")
     try:
-        with caplog.at_level(logging.INFO, logger="agent.central.ingest"):
-            with IngestThread(ingest_config(broker.port, influx.url, **extra)) as ingest:
-                publish_all(broker.port, [("terril/mairie/readings", garbage),
-                                          readings_message("mairie", [reading("ond-1", T0)])])
-                letters = dead.wait_for(lambda m: len(m) >= 1, timeout=60)
-                wait_until(lambda: ingest.stats.acked >= 2, timeout=60, what="both originals acknowledged")
-                time.sleep(1.5)  # a disconnect loop would redeliver and reconnect within this
-                assert ingest.stats.reconnects == 0
-                assert ingest.stats.deadletters == 1
+        with (caplog.at_level(logging.INFO, logger="agent.central.ingest"),
+              IngestThread(ingest_config(broker.port, influx.url, **extra)) as ingest):
+            publish_all(broker.port, [("terril/mairie/readings", garbage),
+                                      readings_message("mairie", [reading("ond-1", T0)])])
+            letters = dead.wait_for(lambda m: len(m) >= 1, timeout=60)
+            wait_until(lambda: ingest.stats.acked >= 2, timeout=60, what="both originals acknowledged")
+            time.sleep(1.5)  # a disconnect loop would redeliver and reconnect within this
+            assert ingest.stats.reconnects == 0
+            assert ingest.stats.deadletters == 1
         assert count(influx, "SELECT count(ac_power_w) FROM inverter") == 1
     finally:
         dead.close()
@@ -154,12 +154,11 @@ topic write terril/mairie/#
                        broker={"host": "127.0.0.1", "port": broker.port, "username": "ingest-ro", "password": "ro"})
     dead = Subscriber(broker.port, "terril/_deadletter", username="ingest", password="rw")
     try:
-        with caplog.at_level(logging.INFO, logger="agent.central.ingest"):
-            with IngestThread(ro) as ingest:
-                _publish_as(broker.port, "mairie", "pv", [("terril/mairie/readings", b"not json", False),
-                                                          ("terril/mairie/readings", b"{also not json", False)])
-                wait_until(lambda: ingest.stats.deadletters_refused >= 2, timeout=60, what="dead letters refused")
-                assert ingest.stats.deadletters == 0 and ingest.stats.acked == 0
+        with caplog.at_level(logging.INFO, logger="agent.central.ingest"), IngestThread(ro) as ingest:
+            _publish_as(broker.port, "mairie", "pv", [("terril/mairie/readings", b"not json", False),
+                                                      ("terril/mairie/readings", b"{also not json", False)])
+            wait_until(lambda: ingest.stats.deadletters_refused >= 2, timeout=60, what="dead letters refused")
+            assert ingest.stats.deadletters == 0 and ingest.stats.acked == 0
         refusals = _warnings(caplog, "refused")
         assert len(refusals) == 1 and "Not authorized" in refusals[0], refusals
         assert dead.snapshot() == []
@@ -183,19 +182,18 @@ def test_a_disconnect_loop_is_logged_once_per_outage(
     config = ingest_config(broker.port, influx.url, client_id="ingest-twin")
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
-    with caplog.at_level(logging.INFO, logger="agent.central.ingest"):
-        with IngestThread(config) as ingest:
-            for k in range(4):
-                twin = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest-twin", protocol=mqtt.MQTTv5)
-                twin.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
-                twin.loop_start()
-                wait_until(lambda: not ingest._connected.is_set(), timeout=60, what="ingest kicked out")
-                twin.disconnect()
-                twin.loop_stop()
-                wait_until(lambda k=k: ingest.stats.reconnects >= k + 1 and ingest.subscribed.is_set()
-                           and ingest._connected.is_set(), timeout=10, what="ingest back")
-            publish_all(broker.port, [readings_message("mairie", [reading("ond-1", T0)])])
-            wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter") == 1, what="still ingesting")
+    with caplog.at_level(logging.INFO, logger="agent.central.ingest"), IngestThread(config) as ingest:
+        for k in range(4):
+            twin = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest-twin", protocol=mqtt.MQTTv5)
+            twin.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+            twin.loop_start()
+            wait_until(lambda: not ingest._connected.is_set(), timeout=60, what="ingest kicked out")
+            twin.disconnect()
+            twin.loop_stop()
+            wait_until(lambda k=k: ingest.stats.reconnects >= k + 1 and ingest.subscribed.is_set()
+                       and ingest._connected.is_set(), timeout=10, what="ingest back")
+        publish_all(broker.port, [readings_message("mairie", [reading("ond-1", T0)])])
+        wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter") == 1, what="still ingesting")
     lost = _warnings(caplog, "lost the broker connection")
     again = _warnings(caplog, "dropped the connection again")
     assert len(lost) == 1 and len(again) == 1, (lost, again)
@@ -220,7 +218,7 @@ def test_retained_status_resent_on_resubscribe_writes_no_new_row(
     for _ in range(2):  # each restart re-subscribes; Mosquitto re-sends the retained status
         time.sleep(0.01)
         with IngestThread(config) as ingest:
-            wait_until(lambda: getattr(ingest.stats, "retained_status_skipped", 0) >= 1  # noqa: B023
+            wait_until(lambda: getattr(ingest.stats, "retained_status_skipped", 0) >= 1
                        or count(influx, "SELECT count(up) FROM agent") > 2, timeout=10,
                        what="retained status handled (skipped, or written as a new row)")
             publish_all(broker.port, [readings_message("mairie", [reading("ond-1", T0)])])

@@ -64,7 +64,7 @@ def reading(draw: st.DrawFn) -> dict[str, Any]:
         "ts": draw(st.one_of(st.just(NOW - 5000), st.integers(min_value=NOW - 10**12, max_value=NOW + 10**6),
                              st.just(True), st.just(float(NOW)))),
     }
-    names = FIELDS.get(kind, ["ac_power_w"]) + ["nope"]
+    names = [*FIELDS.get(kind, ["ac_power_w"]), "nope"]
     chosen = draw(st.lists(st.sampled_from(names), min_size=0, max_size=4, unique=True))
     r["fields"] = {n: draw(values) if draw(st.integers(0, 3)) == 0 else 1.5 if n != "state" and n != "events" else 4
                    for n in chosen}

@@ -20,7 +20,17 @@ from hypothesis import strategies as st
 from agent.central.validate import message_to_points
 from tests.fixtures.influx import InfluxServer
 from tests.fixtures.mosquitto import MosquittoBroker, Subscriber
-from tests.ingest_support import DB, T0, IngestThread, count, ingest_config, publish_all, reading, readings_message, wait_until
+from tests.ingest_support import (
+    DB,
+    T0,
+    IngestThread,
+    count,
+    ingest_config,
+    publish_all,
+    reading,
+    readings_message,
+    wait_until,
+)
 
 GARBAGE = 10_000
 PER_EXAMPLE = 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,9 +28,9 @@ def test_health_is_published_retained_with_the_counters(
                                      ("terril/mairie/readings", b"not json")])
         wait_until(lambda: ingest.stats.points_written == 3 and ingest.stats.deadletters == 1
                    and ingest.stats.backlog == 0, what="message handled")
-        job.modify(next_run_time=datetime.now(timezone.utc))
+        job.modify(next_run_time=datetime.now(UTC))
         time.sleep(0.5)
-        ingest.scheduler.get_job("summary").modify(next_run_time=datetime.now(timezone.utc))
+        ingest.scheduler.get_job("summary").modify(next_run_time=datetime.now(UTC))
         wait_until(lambda: any("last 10 min" in r.getMessage() for r in caplog.records), what="summary line")
     # Retained: a client that subscribes after the fact still gets it.
     late = Subscriber(mosquitto.port, "terril/_ingest/+/health")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +11,16 @@ from apscheduler.events import EVENT_JOB_EXECUTED
 
 from tests.fixtures.influx import InfluxServer
 from tests.fixtures.mosquitto import MosquittoBroker
-from tests.ingest_support import DB, IngestThread, count, ingest_config, publish_all, reading, readings_message, wait_until
+from tests.ingest_support import (
+    DB,
+    IngestThread,
+    count,
+    ingest_config,
+    publish_all,
+    reading,
+    readings_message,
+    wait_until,
+)
 
 TZ = "Europe/Paris"
 
@@ -35,7 +44,7 @@ def test_readings_three_days_old_get_their_daily_row_at_the_next_run(
         publish_all(mosquitto.port, [readings_message("mairie", spool)])
         wait_until(lambda: count(influx, "SELECT count(ac_energy_wh) FROM inverter") == 7, what="readings stored")
         assert count(influx, "SELECT count(production_wh) FROM energy_daily") == 0
-        job.modify(next_run_time=datetime.now(timezone.utc))  # "the next run", through the scheduler
+        job.modify(next_run_time=datetime.now(UTC))  # "the next run", through the scheduler
         wait_until(lambda: count(influx, "SELECT count(production_wh) FROM energy_daily") >= 2,
                    what="energy_daily rows for the late day")
         assert ingest.late.take() is None  # consumed by the run
@@ -67,12 +76,11 @@ def test_a_scheduled_run_logs_no_apscheduler_line(
     """One log line per state change: APScheduler's "Running job … executed successfully" is not one."""
     influx.create_database(DB)
     config = ingest_config(mosquitto.port, influx.url, rollup={"timezone": TZ, "every": 3600})
-    with caplog.at_level(logging.INFO):
-        with IngestThread(config) as ingest:
-            job = ingest.scheduler.get_job("rollup")
-            assert job is not None
-            runs = []
-            ingest.scheduler.add_listener(lambda event: runs.append(event), EVENT_JOB_EXECUTED)
-            job.modify(next_run_time=datetime.now(timezone.utc))
-            wait_until(lambda: len(runs) >= 1, what="the rollup job ran")
+    with caplog.at_level(logging.INFO), IngestThread(config) as ingest:
+        job = ingest.scheduler.get_job("rollup")
+        assert job is not None
+        runs = []
+        ingest.scheduler.add_listener(lambda event: runs.append(event), EVENT_JOB_EXECUTED)
+        job.modify(next_run_time=datetime.now(UTC))
+        wait_until(lambda: len(runs) >= 1, what="the rollup job ran")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")] == []

@@ -36,7 +36,7 @@ def receive(sock: socket.socket, seconds: float) -> list[str]:
     while time.monotonic() < deadline:
         try:
             out.extend(sock.recv(4096).decode().splitlines())
-        except socket.timeout:
+        except TimeoutError:
             pass
     return out
 

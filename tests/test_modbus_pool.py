@@ -38,7 +38,7 @@ def test_rtu_bus_is_shared_per_port_and_refuses_other_settings() -> None:
 def test_tcp_link_refuses_a_different_timeout() -> None:
     pool = LinkPool()
     pool.tcp("10.0.0.2", 502, timeout=3.0)
-    with pytest.raises(ConfigError, match="timeout 5.0 differs from 3.0"):
+    with pytest.raises(ConfigError, match=r"timeout 5\.0 differs from 3\.0"):
         pool.tcp("10.0.0.2", 502, timeout=5.0)
 
 
@@ -61,9 +61,9 @@ def test_bad_serial_settings_are_config_errors(kwargs: dict[str, object], messag
 
 def test_bad_tcp_port_and_unit_are_config_errors() -> None:
     pool = LinkPool()
-    with pytest.raises(ConfigError, match="TCP port must be 1..65535"):
+    with pytest.raises(ConfigError, match=r"TCP port must be 1\.\.65535"):
         pool.tcp("10.0.0.3", 70000)
-    with pytest.raises(ConfigError, match="unit id must be 0..255"):
+    with pytest.raises(ConfigError, match=r"unit id must be 0\.\.255"):
         pool.unit(pool.tcp("10.0.0.3", 502), 300, where="devices[1].unit")
 
 

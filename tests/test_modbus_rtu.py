@@ -7,6 +7,7 @@ frame time at 9600 baud, like a real RS-485 line would.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,7 +91,7 @@ def test_two_units_polled_every_interval_despite_a_silent_unit(pty_pair: tuple[P
         assert TIMEOUT - 0.01 <= ended - started < TIMEOUT + slack, (k, ended - started)
     received = traffic.received()
     assert sum(1 for e in received if e[2] == 3) == POLLS  # one request per poll: not retried
-    for this, following in zip(received, received[1:]):
+    for this, following in itertools.pairwise(received):
         if this[2] == 3:  # the bus is busy for one timeout (plus the quiet gap), then moves on
             assert TIMEOUT <= following[0] - this[0] < TIMEOUT + gap + slack
     assert traffic.function_codes() <= {3, 4}
@@ -98,7 +99,7 @@ def test_two_units_polled_every_interval_despite_a_silent_unit(pty_pair: tuple[P
     # From the device side: never two requests on the bus at once, and the
     # inter-frame silence plus the pause between one exchange and the next.
     events = traffic.events
-    for previous, current in zip(events, events[1:]):
+    for previous, current in itertools.pairwise(events):
         if current[1] == "send":
             assert previous[1] == "recv" and previous[2] == current[2], "answer without its request"
         elif previous[1] == "send":
@@ -113,7 +114,7 @@ def test_missing_serial_port_is_a_transport_error(tmp_path: Path) -> None:
         pool = LinkPool(backoff=lambda: Backoff(0.1, 0.4))
         bus = pool.rtu(str(tmp_path / "ttyUSB9"), 9600, timeout=0.2)
         reader = pool.unit(bus, 1)
-        with pytest.raises(TransportError, match="ttyUSB9 unit 1 holding registers 0..1: cannot connect"):
+        with pytest.raises(TransportError, match=r"ttyUSB9 unit 1 holding registers 0\.\.1: cannot connect"):
             await reader.read("holding", 0, 2)
         with pytest.raises(TransportError, match="next connection attempt"):
             await reader.read("holding", 0, 2)

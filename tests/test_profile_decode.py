@@ -91,7 +91,7 @@ def test_config_limit_only_lowers_the_profile_limit() -> None:
     assert ProfileDriver("m", "meter", profile, max_registers=20).max_registers == 20
     with pytest.raises(ValueError, match="kind 'inverter' does not match profile 'sdm630'"):
         ProfileDriver("m", "inverter", profile)
-    with pytest.raises(ValueError, match="max_registers must be 1..125"):
+    with pytest.raises(ValueError, match=r"max_registers must be 1\.\.125"):
         ProfileDriver("m", "meter", profile, max_registers=0)
 
 

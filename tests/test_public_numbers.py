@@ -55,6 +55,8 @@ def test_french_groups_with_a_narrow_no_break_space_and_the_unit_never_breaks_aw
     [
         (0, "0 Wh", "0 Wh"),
         (850, "850 Wh", "850 Wh"),
+        (31.04, "31 Wh", "31 Wh"),
+        (0.4, "0 Wh", "0 Wh"),
         (999.96, "1,00 kWh", "1.00 kWh"),
         (1234, "1,23 kWh", "1.23 kWh"),
         (12_345.6, "12,3 kWh", "12.3 kWh"),
@@ -74,7 +76,8 @@ def test_format_energy_keeps_three_significant_digits(wh: float, fr: str, en: st
 
 @pytest.mark.parametrize(
     ("w", "fr", "en"),
-    [(0, "0 W", "0 W"), (950, "950 W", "950 W"), (36_000, "36,0 kW", "36.0 kW"), (1_204_000, "1,20 MW", "1.20 MW")],
+    [(0, "0 W", "0 W"), (950, "950 W", "950 W"), (12.34, "12 W", "12 W"), (36_000, "36,0 kW", "36.0 kW"),
+     (1_204_000, "1,20 MW", "1.20 MW")],
 )
 def test_format_power(w: float, fr: str, en: str) -> None:
     assert plain(format_power(w, "fr")) == fr
@@ -86,6 +89,9 @@ def test_percent_mass_peak_and_yield() -> None:
     assert format_percent(0.4237, "en") == "42%"
     assert plain(format_percent(0.0734, "fr")) == "7,3 %"
     assert plain(format_percent(1.0, "en")) == "100%"
+    assert plain(format_percent(0.0001, "fr")) == "< 0,1 %"
+    assert plain(format_percent(0.0001, "en")) == "<0.1%"
+    assert plain(format_percent(0.0, "fr")) == "0,0 %"
     assert plain(format_mass_kg(850.4, "fr")) == "850 kg"
     assert plain(format_mass_kg(12_345, "fr")) == "12,3 t"
     assert plain(format_mass_kg(12_345, "en")) == "12.3 t"

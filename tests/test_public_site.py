@@ -15,7 +15,9 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -208,6 +210,18 @@ def test_no_public_file_holds_private_data(seeded: Town) -> None:
     assert (seeded.out / "toits" / "citoyen-1.html").exists()
 
 
+def test_every_link_of_every_page_leads_to_a_file_of_the_site(seeded: Town) -> None:
+    pages = [p for p in seeded.out.rglob("*.html")]
+    assert len(pages) == 2 * (1 + 8 + 3)  # home, 8 roofs, 3 newborn panels, in two languages
+    for page in pages:
+        for href in re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8")):
+            if href.startswith("#"):
+                continue
+            assert "://" not in href and not href.startswith("/"), (page, href)
+            target = (page.parent / html.unescape(href)).resolve()
+            assert target.is_file() and seeded.out.resolve() in target.parents, (page, href)
+
+
 def test_daily_csv_has_the_territory_days(seeded: Town) -> None:
     rows = seeded.read("data/daily.csv").splitlines()
     assert rows[0] == "date,production_wh,reference_consumption_wh"
@@ -233,6 +247,21 @@ def test_build_swaps_atomically_and_keeps_two_builds(seeded: Town) -> None:
     with pytest.raises(InfluxUnavailable):
         build_site(down, out, at=town.AT, inventory=seeded.inventory)
     assert out.resolve() == third.build.resolve() and (out / "index.html").is_file()
+
+
+def test_a_build_under_the_services_umask_is_readable_by_the_web_server(seeded: Town) -> None:
+    """terril-ingest.service runs with UMask=0077; nginx (www-data) must still read every file."""
+    out = seeded.tmp / "umask" / "site"
+    previous = os.umask(0o077)
+    try:
+        build_site(seeded.config, out, at=town.AT, inventory=seeded.inventory)
+    finally:
+        os.umask(previous)
+    paths = [out.parent / "site.builds", *(out.parent / "site.builds").rglob("*")]
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o005 if path.is_dir() else 0o004  # others may traverse folders and read files
+        assert (mode & wanted) == wanted, (path, oct(mode))
 
 
 def test_empty_database_no_reference_and_empty_register_render_sensible_pages(seeded: Town) -> None:

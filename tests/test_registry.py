@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.edge.config import parse_agent_config
 from agent.devices.profile import available_profiles, load_profile
 from agent.devices.registry import make_driver
+from agent.edge.config import parse_agent_config
 
 
 @pytest.mark.parametrize("driver", ["sunspec", *available_profiles()])

@@ -98,7 +98,7 @@ def _generate(first_day: date) -> Town:
     town.reset_at = local_s(d2, 11)
     for (site, device), peak in INVERTERS.items():
         clouds = [rng.uniform(0.3, 1.0) for _ in range(town.minutes)]
-        p = [peak * s * c for s, c in zip(sun, clouds)]
+        p = [peak * s * c for s, c in zip(sun, clouds, strict=False)]
         if (site, device) == ("ecole", "ond-1"):
             p = [0.0 if off_from - 60 < t0 + 60 * m < town.reset_at else v for m, v in enumerate(p)]
         town.power[("inv", site, device)] = p
@@ -106,8 +106,8 @@ def _generate(first_day: date) -> Town:
         load = [base if night[m] else base + rng.uniform(0, 12000) for m in range(town.minutes)]
         pv = [sum(town.power[("inv", s, d)][m] for (s, d) in INVERTERS if s == site) for m in range(town.minutes)]
         town.power[("load", site)] = load
-        town.power[("imp", site)] = [max(0.0, c - g) for c, g in zip(load, pv)]
-        town.power[("exp", site)] = [max(0.0, g - c) for c, g in zip(load, pv)]
+        town.power[("imp", site)] = [max(0.0, c - g) for c, g in zip(load, pv, strict=False)]
+        town.power[("exp", site)] = [max(0.0, g - c) for c, g in zip(load, pv, strict=False)]
     for key, p in town.power.items():
         cum = [0.0]
         for v in p:
@@ -155,7 +155,7 @@ def _line(measurement: str, site: str, device: str, fields: dict[str, float], t:
     return make_point(measurement, {"site": site, "device": device}, dict(fields), t * 1000).to_line()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def town(first_day: date) -> Town:
     return _generate(first_day)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+import itertools
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -24,19 +25,19 @@ MAX_GAP = 45 * 24 * H
 def test_local_days_follow_dst_in_paris() -> None:
     days = {d.day: d for d in local_days(date(2026, 3, 28), date(2026, 3, 30), "Europe/Paris")}
     assert [d.length_ms // H for d in days.values()] == [24, 23, 24]
-    assert days[date(2026, 3, 29)].start_ms == int(datetime(2026, 3, 28, 23, tzinfo=timezone.utc).timestamp() * 1000)
+    assert days[date(2026, 3, 29)].start_ms == int(datetime(2026, 3, 28, 23, tzinfo=UTC).timestamp() * 1000)
     autumn = local_days(date(2026, 10, 24), date(2026, 10, 26), "Europe/Paris")
     assert [d.length_ms // H for d in autumn] == [24, 25, 24]
-    assert autumn[1].start_ms == int(datetime(2026, 10, 24, 22, tzinfo=timezone.utc).timestamp() * 1000)
-    assert autumn[2].start_ms == int(datetime(2026, 10, 25, 23, tzinfo=timezone.utc).timestamp() * 1000)
+    assert autumn[1].start_ms == int(datetime(2026, 10, 24, 22, tzinfo=UTC).timestamp() * 1000)
+    assert autumn[2].start_ms == int(datetime(2026, 10, 25, 23, tzinfo=UTC).timestamp() * 1000)
     # consecutive days tile time with no hole and no overlap
-    assert all(a.end_ms == b.start_ms for a, b in zip(autumn, autumn[1:]))
+    assert all(a.end_ms == b.start_ms for a, b in itertools.pairwise(autumn))
 
 
 def test_a_skipped_midnight_starts_the_day_after_the_jump() -> None:
     # America/Santiago jumped from 2022-09-11 00:00 to 01:00: the day starts at 01:00 local = 04:00 UTC.
     (day,) = local_days(date(2022, 9, 11), date(2022, 9, 11), "America/Santiago")
-    assert day.start_ms == int(datetime(2022, 9, 11, 4, tzinfo=timezone.utc).timestamp() * 1000)
+    assert day.start_ms == int(datetime(2022, 9, 11, 4, tzinfo=UTC).timestamp() * 1000)
     assert day.length_ms == 23 * H
 
 
@@ -46,7 +47,7 @@ def test_local_days_rejects_reversed_range() -> None:
 
 
 def test_today_in_uses_the_local_date() -> None:
-    late_utc = datetime(2026, 10, 24, 22, 30, tzinfo=timezone.utc)  # 00:30 in Paris, next day
+    late_utc = datetime(2026, 10, 24, 22, 30, tzinfo=UTC)  # 00:30 in Paris, next day
     assert today_in("Europe/Paris", late_utc) == date(2026, 10, 25)
     assert today_in("UTC", late_utc) == date(2026, 10, 24)
 

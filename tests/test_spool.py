@@ -19,7 +19,6 @@ import pytest
 
 from agent.edge.spool import Spool, SpoolItem, SpoolUnavailable
 
-
 NOW_MS = int(time.time() * 1000)
 
 
@@ -38,7 +37,7 @@ def test_append_oldest_delete_keep_order(tmp_path: Path) -> None:
     rows = spool.oldest(10)
     assert [r.id for r in rows] == ids
     assert rows[0].payload == (
-        '{"device":"ond-1","kind":"inverter","ts":%d,"fields":{"ac_power_w":1.5}}' % (NOW_MS + 1000)
+        f'{{"device":"ond-1","kind":"inverter","ts":{NOW_MS + 1000},"fields":{{"ac_power_w":1.5}}}}'
     )
     assert [r.kind for r in spool.oldest(10, "events")] == ["events"]
     assert [r.id for r in spool.oldest(10, "readings", after_id=ids[0])] == [ids[1], ids[3]]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.devices.sunspec_mapping import _SCALES, _power_factor_ratio
+from agent.devices.sunspec_codegen import _SCALES
+from agent.devices.sunspec_mapping import power_factor_ratio
 from agent.devices.sunspec_types import apply_scale_factor
 from agent.modbus.plan import RegisterBlock
 from tests.test_sunspec_compiled import DEVICES, _driver_and_block
@@ -32,4 +33,4 @@ def test_scale_table_gives_what_apply_scale_factor_gives(raw: int, sf: int) -> N
     value = raw * mul / div
     expected = apply_scale_factor(raw, sf)
     assert repr(value) == repr(expected)
-    assert repr(_power_factor_ratio(value, "Pct", sf)) == repr(_power_factor_ratio(expected, "Pct", sf))
+    assert repr(power_factor_ratio(value, "Pct", sf)) == repr(power_factor_ratio(expected, "Pct", sf))

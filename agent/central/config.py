@@ -175,7 +175,7 @@ class InfluxConfig(_Strict):
             problems.append(("", "password and password_file are exclusive"))
         if self.api == "v2":
             needed: tuple[str, ...] = ("org", "bucket")
-            unused = ("database", "retention_policy", "username", "password", "password_file")
+            unused: tuple[str, ...] = ("database", "retention_policy", "username", "password", "password_file")
             other = "only for api v1 (v2 uses org, bucket, token)"
         else:
             needed = ("database",)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,7 +55,7 @@ class Series:
 
     def rows(self) -> list[dict[str, Any]]:
         """Each row as a mapping column -> value."""
-        return [dict(zip(self.columns, row)) for row in self.values]
+        return [dict(zip(self.columns, row, strict=False)) for row in self.values]
 
 
 def quote_ident(name: str) -> str:
@@ -157,7 +156,7 @@ class InfluxQLClient:
                 f"InfluxDB {self.url}: expected {len(statements)} result(s) from /query, got {results!r:.200}"
             )
         out: list[list[Series]] = []
-        for stmt, result in zip(statements, results):
+        for stmt, result in zip(statements, results, strict=False):
             if result.get("error"):
                 raise InfluxQueryError(f"InfluxDB {self.url} refused {stmt!r}: {result['error']}")
             out.append(
@@ -202,7 +201,7 @@ class InfluxQLClient:
                     f"InfluxDB {self.url}: /{what} refused the credentials (HTTP {exc.code}): {detail}"
                 ) from None
             raise InfluxQueryError(f"InfluxDB {self.url}: /{what} answered HTTP {exc.code}: {detail}") from None
-        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise InfluxUnavailable(f"InfluxDB {self.url} unreachable for /{what}: {reason}") from None
 

@@ -7,6 +7,7 @@ tests compare text. Timestamps are epoch milliseconds (``precision=ms``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent.encoding import line
@@ -25,7 +26,9 @@ class Point:
         return encode_line(self)
 
 
-def make_point(measurement: str, tags: dict[str, str], fields: dict[str, float | int | str], ts_ms: int) -> Point:
+def make_point(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, float | int | str], ts_ms: int
+) -> Point:
     """Build a point, coercing each field to the type the schema fixes for it (:func:`agent.schema.coerce_field`).
 
     Raises ValueError for an unknown measurement or field, or a value of the wrong kind.

@@ -89,10 +89,11 @@ per process, not at every run while its closing reading stays in the window.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -205,7 +206,7 @@ def local_days(since: date, until: date, tz: str) -> list[LocalDay]:
 
 def today_in(tz: str, now: datetime | None = None) -> date:
     """The local date of *now* (default: the current time) in *tz*."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now.astimezone(ZoneInfo(tz)).date()
@@ -237,7 +238,7 @@ def counter_increase(previous: float, current: float) -> float:
 def increase_over(samples: Sequence[Sample]) -> float:
     """Sum of :func:`counter_increase` over consecutive readings (sorted by time)."""
     total = 0.0
-    for (_, a), (_, b) in zip(samples, samples[1:]):
+    for (_, a), (_, b) in itertools.pairwise(samples):
         total += counter_increase(a, b)
     return total
 
@@ -374,7 +375,7 @@ def _fetch_counter(
             )
             raw_targets.append((w, i))
     if raw_statements:
-        for (w, i), result in zip(raw_targets, client.query_many(raw_statements)):
+        for (w, i), result in zip(raw_targets, client.query_many(raw_statements), strict=False):
             w.intra[i] = increase_over(sorted(s for series in result for s in _samples(series)))
     return windows
 

@@ -25,6 +25,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from agent.central.points import Point, encode_line, make_point
@@ -106,6 +107,7 @@ def _no_constants(name: str) -> float:
     raise _Invalid(f"JSON constant {name} is not allowed")
 
 
+_orjson: ModuleType | None
 try:  # optional speed-up of the central side (the `central` extra); the agent never needs it
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the installation
@@ -241,7 +243,8 @@ def _field_plan(kind: str, names: tuple[str, ...]) -> _FieldPlan | None:
         fs = spec.fields_by_name[name]
         if fs.type == "str" or fs.bounds is None:
             return None
-        plan.append((name, escape_key(name) + "=", _FLOAT if fs.type == "float" else _INT, fs.bounds.low, fs.bounds.high))
+        code = _FLOAT if fs.type == "float" else _INT
+        plan.append((name, escape_key(name) + "=", code, fs.bounds.low, fs.bounds.high))
     return tuple(plan)
 
 

@@ -260,8 +260,9 @@ class V2Writer(_BisectingWriter):
 
     def __init__(self, url: str, org: str, bucket: str, token: str | None, timeout: float = 10.0) -> None:
         # Imported here: the edge agent never loads influxdb-client (not installed on a Pi).
-        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
 
         self._url = url
         self._org = org
@@ -280,15 +281,16 @@ class V2Writer(_BisectingWriter):
         from influxdb_client.rest import ApiException
 
         try:
-            self._api.write(bucket=self._bucket, org=self._org, record=body, write_precision=self._precision)
+            self._api.write(bucket=self._bucket, org=self._org, record=body,
+                            write_precision=self._precision)  # type: ignore[arg-type]  # WritePrecision.MS is a str
         except ApiException as exc:
             _classify(int(exc.status or 0), exc.body)
         except Exception as exc:  # urllib3 connection errors, timeouts: all mean "not now"
             raise WriteUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
-        self._api.close()
-        self._client.close()
+        self._api.close()  # type: ignore[no-untyped-call]  # influxdb-client leaves close() unannotated
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 def make_writer(influx: object) -> InfluxWriter:

@@ -65,7 +65,8 @@ RESULT_PREFIX = "DEMO-RESULT "
 """The last line of a demo: a JSON document for scripts and the test."""
 
 LOW_SUN_DEG = 10.0
-"""Below this elevation (sun down, or barely up) the plants produce next to nothing: the demo runs the simulated clock from noon."""
+"""Below this elevation (sun down, or barely up) the plants produce next to nothing:
+the demo runs the simulated clock from noon."""
 
 OPEN_DATA = Path(__file__).resolve().parents[2] / "config" / "opendata"
 """Hand-written open-data files of the demo town (``terril territory import``)."""

@@ -26,11 +26,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.configerrors import translate_errors
+from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.devices.sunspec_mapping import event_code
 from agent.devices.sunspec_models import model_def
 from agent.devices.sunspec_types import register_text, round_float32
-from agent.configerrors import translate_errors
-from agent.configfile import FileRefused, parse_yaml, read_text
 from agent.errors import ConfigError
 from agent.modbus.plan import MODBUS_MAX_REGISTERS, Table
 from agent.schema import EVENT_CODE_RE, READING_MEASUREMENT, STATE_NAMES, DeviceKind, ReadingKind
@@ -299,7 +299,8 @@ def _check(profile: Profile) -> list[str]:
         if wire < 0 or wire + item.count > 0x10000:
             problems.append(f"{where}.address: registers {wire}..{wire + item.count - 1} are outside 0..65535")
         if item.count > profile.defaults.max_registers:
-            problems.append(f"{where}: {item.count} registers do not fit one request (max_registers {profile.defaults.max_registers})")
+            problems.append(f"{where}: {item.count} registers do not fit one request "
+                            f"(max_registers {profile.defaults.max_registers})")
 
     for key, item in profile.identity:
         if item is not None:
@@ -382,12 +383,12 @@ def _check(profile: Profile) -> list[str]:
         check_located(where, event)
         if event.type not in ("u16", "u32", "u64"):
             problems.append(f"{where}.type: an alarm bit field is unsigned (u16, u32, u64)")
-        for bit, spec in event.bits.items():
+        for bit, bit_def in event.bits.items():
             if not 0 <= bit < 16 * event.count:
                 problems.append(f"{where}.bits.{bit}: a {event.type} has bits 0..{16 * event.count - 1}")
-            if spec.sunspec is not None and spec.sunspec not in sunspec_bits:
+            if bit_def.sunspec is not None and bit_def.sunspec not in sunspec_bits:
                 problems.append(
-                    f"{where}.bits.{bit}.sunspec: {spec.sunspec!r} is not a SunSpec "
+                    f"{where}.bits.{bit}.sunspec: {bit_def.sunspec!r} is not a SunSpec "
                     f"{'Evt1' if profile.kind == 'inverter' else 'Evt'} bit "
                     f"(known: {', '.join(sunspec_bits)})"
                 )
@@ -416,7 +417,8 @@ def sunspec_event_bits(kind: DeviceKind) -> dict[str, int]:
 def parse_profile(data: object, name: str, source: str) -> Profile:
     """Validate *data* (a parsed YAML document) as profile *name*; *source* names the file in errors."""
     if not isinstance(data, dict):
-        raise ProfileError(source, [f"(top level): expected a mapping of metadata, defaults, registers…, got {type(data).__name__}"])
+        raise ProfileError(source, ["(top level): expected a mapping of metadata, defaults, registers…, "
+                                    f"got {type(data).__name__}"])
     if "name" in data:
         raise ProfileError(source, ["name: not allowed, the profile's name is its file name"])
     try:
@@ -510,7 +512,9 @@ def engineering_value(raw: int | float, scale: float = 1.0, offset: float = 0.0,
     return float(-value if invert else value)
 
 
-def encode_value(value_type: str, raw: int | float | str, word_order: WordOrder = "big", length: int | None = None) -> list[int]:
+def encode_value(
+    value_type: str, raw: int | float | str, word_order: WordOrder = "big", length: int | None = None
+) -> list[int]:
     """The registers that hold raw value *raw* (the inverse of :func:`decode_value`)."""
     if value_type == "str":
         data = str(raw).encode("utf-8")
@@ -534,7 +538,9 @@ def encode_value(value_type: str, raw: int | float | str, word_order: WordOrder 
     return words[::-1] if word_order == "little" else words
 
 
-def raw_for(value: float, value_type: str, scale: float = 1.0, offset: float = 0.0, invert: bool = False) -> int | float:
+def raw_for(
+    value: float, value_type: str, scale: float = 1.0, offset: float = 0.0, invert: bool = False
+) -> int | float:
     """The raw register value that decodes to engineering *value* (for register images in tests and simulators)."""
     target = Decimal(repr(-value if invert else value))
     raw = (target - Decimal(repr(offset))) / Decimal(repr(scale))

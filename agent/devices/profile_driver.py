@@ -43,7 +43,8 @@ class ProfileDriver:
             raise ValueError(f"device {name}: kind must be one of {DEVICE_KINDS}, got {kind!r}")
         if kind != profile.kind:
             raise ValueError(
-                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, which describes a {profile.kind}"
+                f"device {name}: kind {kind!r} does not match profile {profile.name!r}, "
+                f"which describes a {profile.kind}"
             )
         if max_registers is not None and not 1 <= max_registers <= MODBUS_MAX_REGISTERS:
             raise ValueError(f"device {name}: max_registers must be 1..{MODBUS_MAX_REGISTERS}, got {max_registers}")

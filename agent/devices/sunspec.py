@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from agent.devices.base import DecodedPoll, DeviceIdentity
+from agent.devices.sunspec_codegen import CompiledField, GeneratedDecoder, build_decoder, compile_fields
 from agent.devices.sunspec_discovery import (
     BASE_ADDRESSES,
     COMMON_MODEL_ID,
@@ -33,14 +34,10 @@ from agent.devices.sunspec_mapping import (
     MPPT_MODEL,
     NAMEPLATE_MODEL,
     BoundField,
-    CompiledField,
     FieldMap,
-    GeneratedDecoder,
     active_bits,
     bind_fixed,
     bind_repeating,
-    build_decoder,
-    compile_fields,
     decode_fields,
 )
 from agent.devices.sunspec_models import model_def
@@ -276,9 +273,7 @@ class SunSpecDriver:
             modules = [decode_fields(m, block, table) for m in layout.strings]
         name = self.name
         readings = [Reading(name, self.kind, ts_ms, fields)]
-        index = 0
-        for string_fields in modules:
-            index += 1
+        for index, string_fields in enumerate(modules, start=1):
             if string_fields:  # a module that reports nothing is not a reading
                 readings.append(Reading(name, "mppt", ts_ms, string_fields, str(index)))
         events: dict[str, str] = {}

@@ -224,7 +224,7 @@ async def find_chain(
             busy = busy or isinstance(exc, DeviceBusy)
             problems.append(f"{base}: {exc}")
             continue
-        except Exception as exc:  # noqa: BLE001 - a reader's stray error must not abort the scan
+        except Exception as exc:
             link_errors += 1
             problems.append(f"{base}: {type(exc).__name__}: {exc}")
             continue

@@ -9,7 +9,7 @@ device declared. A poll then only decodes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -137,11 +137,11 @@ class BoundField:
         else:
             value = float(raw)
         if self.conversion == "power_factor":
-            return _power_factor_ratio(value, self.point.units, sf)
+            return power_factor_ratio(value, self.point.units, sf)
         return value
 
 
-def _power_factor_ratio(value: float, units: str | None, sf: int | None) -> float:
+def power_factor_ratio(value: float, units: str | None, sf: int | None) -> float:
     """SunSpec power factor -> ratio -1..1.
 
     Models 10x and 20x (and 11x) give percent (units "Pct"). The float meter
@@ -220,68 +220,6 @@ def decode_fields(bound: Iterable[BoundField], block: RegisterBlock, table: Tabl
     return out
 
 
-# ---------------------------------------------------------------------- compiled decoding
-#
-# ``BoundField.value`` is the reference: readable, one small function per step. A
-# poll of an inverter decodes ~25 values, every poll of every device, so after
-# discovery each bound field is also *compiled* into a flat tuple that says where
-# its registers are among the plan's requests, and :func:`build_decoder` writes one
-# decoding function from them (see "generated decoding" below). It gives exactly the
-# values of ``decode_fields`` (tested on every point type, sentinel and scale factor);
-# any field it cannot place (a value split across two requests, a string) uses the
-# reference path.
-
-_INTEGER_TYPES: dict[str, tuple[int, bool, int]] = {
-    "int16": (1, True, 0x8000),
-    "uint16": (1, False, 0xFFFF),
-    "count": (1, False, 0xFFFF),
-    "acc16": (1, False, 0),
-    "enum16": (1, False, 0xFFFF),
-    "bitfield16": (1, False, 0xFFFF),
-    "sunssf": (1, True, 0x8000),
-    "int32": (2, True, 0x8000_0000),
-    "uint32": (2, False, 0xFFFF_FFFF),
-    "acc32": (2, False, 0),
-    "enum32": (2, False, 0xFFFF_FFFF),
-    "bitfield32": (2, False, 0xFFFF_FFFF),
-}
-"""size, signed, sentinel of the integer types decoded inline (must agree with ``TYPES``)."""
-
-_CONVERSIONS: dict[str, int] = {"number": 0, "int": 1, "power_factor": 2}
-
-CompiledField = tuple
-"""(field, request, offset, size, signed, sentinel, conversion, scalable, sf_request, sf_offset,
-sf_fixed, units, bound) for an integer point; (field, -1, ..., bound) for the reference path."""
-
-
-def _locate(requests: list[tuple[int, int]], address: int, size: int) -> tuple[int, int] | None:
-    """(request index, offset) of registers ``address..address+size-1`` inside one request."""
-    for index, (start, count) in enumerate(requests):
-        if start <= address and address + size <= start + count:
-            return index, address - start
-    return None
-
-
-def compile_fields(bound: Iterable[BoundField], requests: list[tuple[int, int]]) -> tuple[CompiledField, ...]:
-    """Compile bound fields against the plan's requests ((address, count) of one table, in order)."""
-    out: list[CompiledField] = []
-    for b in bound:
-        spec = _INTEGER_TYPES.get(b.point.type)
-        where = _locate(requests, b.address, b.point.size) if spec is not None else None
-        sf_where = _locate(requests, b.sf_address, 1) if b.sf_address is not None else None
-        if spec is None or where is None or spec[0] != b.point.size or (b.sf_address is not None and sf_where is None):
-            out.append((b.field, -1, 0, 0, False, 0, 0, False, -1, 0, None, None, b))
-            continue
-        size, signed, sentinel = spec
-        out.append((
-            b.field, where[0], where[1], size, signed, sentinel, _CONVERSIONS[b.conversion],
-            TYPES[b.point.type].scalable,
-            sf_where[0] if sf_where is not None else -1, sf_where[1] if sf_where is not None else 0,
-            b.sf_fixed, b.point.units, b,
-        ))
-    return tuple(out)
-
-
 def event_code(symbol_name: str) -> str:
     """A stable event code from a SunSpec symbol name.
 
@@ -311,100 +249,3 @@ def active_bits(point: PointDef, value: int, model_id: int) -> dict[str, str]:
             code = event_code(symbol.name) if symbol is not None else f"{point.name.upper()}_BIT_{bit}"
             events[code] = event_text(code, point, bit, model_id)
     return events
-
-
-# ---------------------------------------------------------------------- generated decoding
-#
-# Interpreting a tuple per field at every poll, with a ``round`` for every scaled
-# value, cost ~12 us per inverter poll. A layout is fixed after discovery, so
-# :func:`build_decoder` writes the Python source of one
-# function for the whole layout (straight-line code, one block per field) and
-# compiles it once. Three things make it cheaper than the loop, each exact:
-#
-# * every scale factor register is decoded once per poll, not once per field
-#   that uses it (model 160's modules all share the model's four);
-# * ``round(raw * 10.0**sf, -sf)`` is replaced by ``raw / 10.0**-sf``: both give
-#   the float nearest to the decimal ``raw x 10^sf`` (``round`` rounds the
-#   slightly-off product back to that decimal; a division of two exact floats is
-#   correctly rounded), and ``raw * 10.0**sf`` for sf >= 0 is ``float(raw * 10**sf)``;
-# * no tuple unpacking, no per-field branches on the type: the type is known
-#   when the source is written.
-#
-# It gives exactly the values of ``decode_fields`` (property test in
-# tests/test_sunspec_compiled.py); fields it cannot place keep the reference path.
-
-_NO_SCALE: tuple[None, None, None] = (None, None, None)
-
-_SCALES: dict[int, tuple[float, float, int]] = {
-    sf & 0xFFFF: ((float(10**sf), 1.0, sf) if sf >= 0 else (1.0, float(10**-sf), sf)) for sf in range(-10, 11)
-}
-"""Raw ``sunssf`` register -> (multiplier, divisor, sf) for the scale factors SunSpec allows."""
-
-GeneratedDecoder = Callable[[RegisterBlock, Table], "tuple[dict[str, float | int], list[dict[str, float | int]]] | None"]
-"""``decoder(block, table)`` -> (fields, one dict per MPPT module), or None when the plan was not read in full."""
-
-
-def _scale_of(sf: int) -> tuple[float, float, int]:
-    return _SCALES[sf & 0xFFFF]
-
-
-def build_decoder(
-    requests: tuple[tuple[int, int], ...],
-    fields: tuple[CompiledField, ...],
-    strings: tuple[tuple[CompiledField, ...], ...],
-) -> GeneratedDecoder:
-    """Write and compile one decoding function for a compiled layout (see the comment above)."""
-    namespace: dict[str, object] = {"_sfget": _SCALES.get, "_NO": _NO_SCALE, "_pf": _power_factor_ratio}
-    lines = ["def decode(block, table):", "    get = block.get"]
-    for i, (address, count) in enumerate(requests):
-        lines += [f"    c{i} = get(table, {address}, {count})", f"    if c{i} is None:", "        return None"]
-    scale_vars: dict[tuple[int, int], int] = {}
-    for group in (fields, *strings):
-        for f in group:
-            if f[1] >= 0 and f[6] != 1 and f[7] and f[8] >= 0 and (f[8], f[9]) not in scale_vars:
-                k = scale_vars[(f[8], f[9])] = len(scale_vars)
-                lines.append(f"    m{k}, d{k}, s{k} = _sfget(c{f[8]}[{f[9]}] & 0xFFFF, _NO)")
-    outs = []
-    for gi, group in enumerate((fields, *strings)):
-        out = f"o{gi}"
-        outs.append(out)
-        lines.append(f"    {out} = {{}}")
-        for fi, (name, ci, off, size, signed, sentinel, conversion, scalable, sfi, sfo, sf_fixed, units, b) in enumerate(group):
-            key = repr(name)
-            if ci < 0:  # the reference path
-                ref = f"_b{gi}_{fi}"
-                namespace[ref] = b
-                lines += [f"    v = {ref}.value(block, table)", "    if v is not None:", f"        {out}[{key}] = v"]
-                continue
-            if size == 1:
-                raw, half = f"(c{ci}[{off}] & 0xFFFF)", 0x8000
-            else:
-                raw, half = f"((c{ci}[{off}] & 0xFFFF) << 16 | (c{ci}[{off + 1}] & 0xFFFF))", 0x8000_0000
-            lines.append(f"    r = {raw}")
-            value = f"((r ^ {half}) - {half})" if signed else "r"  # two's complement without a branch
-            condition = f"r != {sentinel}"
-            if conversion == 1:
-                lines += [f"    if {condition}:", f"        {out}[{key}] = {value}"]
-                continue
-            if scalable and sfi >= 0:
-                k = scale_vars[(sfi, sfo)]
-                condition += f" and m{k} is not None"
-                scaled, sf_expr = f"{value} * m{k} / d{k}", f"s{k}"
-            elif scalable and sf_fixed is not None:
-                mul, div, sf = _scale_of(sf_fixed) if -10 <= sf_fixed <= 10 else (None, None, sf_fixed)
-                if mul is None:  # outside what the table holds: the reference path's formula
-                    scaled = (f"float({value} * 10**{sf})" if sf >= 0 else f"round({value} * 10.0**{sf}, {-sf})")
-                else:
-                    scaled = f"{value} * {mul!r} / {div!r}"
-                sf_expr = repr(sf)
-            else:
-                scaled, sf_expr = f"float({value})", "None"
-            if conversion == 2:
-                scaled = f"_pf({scaled}, {units!r}, {sf_expr})"
-            lines += [f"    if {condition}:", f"        {out}[{key}] = {scaled}"]
-    lines.append(f"    return {outs[0]}, [{', '.join(outs[1:])}]")
-    source = "\n".join(lines) + "\n"
-    exec(compile(source, "<sunspec decoder>", "exec"), namespace)  # noqa: S102 - source built above from our own tables
-    decoder = namespace["decode"]
-    decoder.source = source  # type: ignore[attr-defined]  # for tests and for reading what runs
-    return decoder  # type: ignore[return-value]

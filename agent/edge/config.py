@@ -20,9 +20,8 @@ the folder of the config file, not to the working directory of the service.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -39,6 +38,7 @@ from pydantic import (
 from agent.configerrors import fail, fail_many, show, validate_model
 from agent.configfile import FileRefused, check_file, load_yaml, read_secret
 from agent.devices.registry import SUNSPEC_DRIVER
+from agent.edge.device_checks import device_set_problems, duplicate_name_problems
 from agent.errors import ConfigError
 from agent.schema import SLUG_RE, TOPIC_ROOT, TOPIC_ROOT_RE, Topics
 
@@ -222,7 +222,7 @@ class RtuTransport(_Model):
         return (self.baudrate, self.parity, self.stopbits, self.bytesize)
 
 
-Transport = Annotated[Union[TcpTransport, RtuTransport], Field(discriminator="type")]  # noqa: UP007
+Transport = Annotated[TcpTransport | RtuTransport, Field(discriminator="type")]
 
 
 class DeviceConfig(_Model):
@@ -275,7 +275,8 @@ class DeviceConfig(_Model):
         except ConfigError as exc:
             raise fail(f"profile {self.driver!r} is invalid: {'; '.join(exc.problems)}") from None
         if profile_kind != self.kind:
-            raise fail(f"kind {show(self.kind)} does not match profile {show(self.driver)}, which describes a {profile_kind}")
+            raise fail(f"kind {show(self.kind)} does not match profile {show(self.driver)}, "
+                       f"which describes a {profile_kind}")
         return self
 
     @property
@@ -286,61 +287,6 @@ class DeviceConfig(_Model):
 def known_profiles(folder: Path = PROFILES_DIR) -> list[str]:
     """Names of the YAML register profiles shipped in *folder* (sorted)."""
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
-def device_set_problems(devices: Iterable[tuple[int, DeviceConfig]]) -> list[tuple[str, str]]:
-    """Problems between devices: duplicate names, RS-485 buses that disagree, two configs for one device.
-
-    Takes (index, device) pairs so it also works on the devices that validated
-    when others did not: every problem is reported in one pass.
-    """
-    devices = list(devices)
-    problems = duplicate_name_problems((i, dev.name) for i, dev in devices)
-    links: dict[str, tuple[int, TcpTransport | RtuTransport]] = {}
-    targets: dict[tuple[str, int, int], int] = {}
-    for i, dev in devices:
-        tr = dev.transport
-        first = links.setdefault(tr.endpoint, (i, tr))
-        if first[0] != i:
-            # One TCP connection or one RS-485 bus is shared by its devices (agent.modbus.pool):
-            # settings of the link itself must agree, or the agent could not honour both.
-            keys = ("baudrate", "parity", "stopbits", "bytesize", "timeout", "pause")
-            for key in keys:
-                if not hasattr(tr, key):
-                    continue
-                mine, theirs = getattr(tr, key), getattr(first[1], key)
-                if mine != theirs:
-                    default = "" if key in first[1].model_fields_set else ", the default"
-                    what = "RS-485 bus" if isinstance(tr, RtuTransport) else "connection"
-                    problems.append((
-                        f"devices[{i}].transport.{key}",
-                        f"{show(mine)} differs from {show(theirs)} of devices[{first[0]}]{default}: devices sharing "
-                        f"one {what} ({tr.endpoint.split('://', 1)[1]}) must use the same {key}",
-                    ))
-        target = (dev.endpoint, dev.unit, dev.logical_device)
-        if target in targets:
-            problems.append((
-                f"devices[{i}]",
-                f"same transport, unit and logical_device as devices[{targets[target]}]: "
-                "both entries would read the same device",
-            ))
-        else:
-            targets[target] = i
-    return problems
-
-
-def duplicate_name_problems(names: Iterable[tuple[int, object]]) -> list[tuple[str, str]]:
-    """Device names must be unique: they are the ``device`` tag of every reading."""
-    problems: list[tuple[str, str]] = []
-    first: dict[str, int] = {}
-    for i, name in names:
-        if not isinstance(name, str):
-            continue
-        if name in first:
-            problems.append((f"devices[{i}].name", f"{show(name)} is already the name of devices[{first[name]}]"))
-        else:
-            first.setdefault(name, i)
-    return problems
 
 
 # --------------------------------------------------------------------------- spool, health, log

@@ -2,7 +2,8 @@
 
 Wiring, in the order of a reading's life::
 
-    APScheduler job per interval ─▶ task per link, its devices in turn: DevicePoller.poll ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
+    APScheduler job per interval ─▶ task per link, its devices in turn: DevicePoller.poll
+        ─▶ (coalescing buffer) ─▶ Forwarder.submit_poll
         ─▶ Spool (SQLite, one transaction per batch) ─▶ Publisher (MQTT 5, QoS 1)
         ─▶ PUBACK success ─▶ row deleted
 
@@ -41,23 +42,24 @@ import logging
 import signal
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from agent.edge.config import AgentConfig, load_agent_config
 from agent.devices.base import DeviceIdentity
+from agent.edge.config import AgentConfig, load_agent_config
 from agent.edge.fleet import build_pollers
 from agent.edge.forwarder import Forwarder
 from agent.edge.health import health_metrics
 from agent.edge.poller import DevicePoller, PollResult
 from agent.edge.publisher import Publisher, PublisherOptions
-from agent.sdnotify import SystemdNotifier
 from agent.edge.spool import Spool, SpoolUnavailable
 from agent.errors import ConfigError
 from agent.modbus.pool import LinkPool
 from agent.schema import health_payload, info_payload
+from agent.sdnotify import SystemdNotifier
 
 log = logging.getLogger("agent")
 
@@ -207,7 +209,7 @@ class Agent:
         groups: dict[int, list[DevicePoller]] = {}
         for poller in pollers:
             if poller.name not in busy:
-                groups.setdefault(id(getattr(poller.reader, "link", poller)), []).append(poller)
+                groups.setdefault(id(poller.reader.link), []).append(poller)
         for due in groups.values():
             task = loop.create_task(self.poll_link(due))
             for poller in due:
@@ -313,7 +315,8 @@ class Agent:
             states[key] = states.get(key, 0) + 1
         spool = self.spool.stats()
         parts = [f"{n} {s}" for s, n in sorted(states.items())]
-        return f"devices: {', '.join(parts)}; spool {spool.depth}; broker {'up' if self.publisher.connected else 'down'}"
+        broker = "up" if self.publisher.connected else "down"
+        return f"devices: {', '.join(parts)}; spool {spool.depth}; broker {broker}"
 
     def health_problem(self, now: float | None = None) -> str | None:
         """Why systemd should not hear WATCHDOG=1 now, or None when every part of the agent works:
@@ -359,7 +362,10 @@ class Agent:
         loop = asyncio.get_running_loop()
         self._stop = stop
         # The spool may break in the forwarder's thread as well as in this loop's.
-        self.spool.on_broken = lambda reason: loop.call_soon_threadsafe(self._spool_broken, reason)
+        def on_broken(reason: str) -> None:
+            loop.call_soon_threadsafe(self._spool_broken, reason)
+
+        self.spool.on_broken = on_broken
         if self.spool.broken is not None:
             self._spool_broken(self.spool.broken)
         self.publisher.start()
@@ -435,7 +441,7 @@ class Agent:
                 return
             try:
                 await asyncio.wait_for(stop.wait(), timeout=min(1.0, max(0.01, deadline - time.monotonic())))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if not stop.is_set():
             log.warning("system clock still not synchronized after %d s: polling anyway, timestamps may be wrong",
@@ -471,9 +477,9 @@ def _log_spooled(poller: DevicePoller, result: PollResult) -> None:
 
 
 def _soon(offset_s: float) -> Any:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    return datetime.now(timezone.utc) + timedelta(seconds=offset_s)
+    return datetime.now(UTC) + timedelta(seconds=offset_s)
 
 
 # ---------------------------------------------------------------------- command line

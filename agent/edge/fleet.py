@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport
 from agent.devices.base import DeviceIdentity
 from agent.devices.registry import make_driver
+from agent.edge.config import AgentConfig, DeviceConfig, RtuTransport
 from agent.edge.poller import DevicePoller, Site
+from agent.modbus.connection import ModbusLink
 from agent.modbus.pool import LinkPool
 from agent.modbus.types import RegisterReader
 
@@ -16,6 +17,7 @@ def reader_for(pool: LinkPool, device: DeviceConfig, index: int) -> RegisterRead
     """The unit reader of one device, on the link (TCP endpoint or RS-485 bus) it shares with others."""
     where = f"devices[{index}].transport"
     t = device.transport
+    link: ModbusLink
     if isinstance(t, RtuTransport):
         link = pool.rtu(t.port, t.baudrate, t.parity, t.stopbits, t.bytesize, t.timeout, t.pause, where=where)
     else:

@@ -161,8 +161,9 @@ class Forwarder:
             return
         ids = self.spool.append(items)
         poll = _LivePoll()
-        for row_id, item in zip(ids, items):
-            (poll.readings if item.kind == "readings" else poll.events).append((row_id, item.payload))  # type: ignore[arg-type]
+        for row_id, item in zip(ids, items, strict=False):
+            text = item.payload if isinstance(item.payload, str) else encode_json(item.payload)
+            (poll.readings if item.kind == "readings" else poll.events).append((row_id, text))
         self._live.append(poll)
         self._wake.set()
 

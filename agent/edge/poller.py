@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agent.devices.base import DecodedPoll, DeviceDriver, DeviceIdentity
 from agent.edge.counters import CounterGuard
@@ -197,8 +197,8 @@ class DevicePoller:
             block.store(request.table, request.address,
                         await self.reader.read(request.table, request.address, request.count))
             if i == 0:
-                sent = getattr(self.reader, "last_sent", None)
-                if isinstance(sent, float) and sent >= started:
+                sent = self.reader.last_sent
+                if sent is not None and sent >= started:
                     ts_ms = int((now + (sent - started)) * 1000)
         return ts_ms, self.driver.decode(block, ts_ms)
 
@@ -217,7 +217,7 @@ class DevicePoller:
 
     def _on_no_answer(self, now: float, exc: TerrilError) -> None:
         """Silence at night is sleep; silence by day is a problem. Either way, back off."""
-        night = not is_daylight(datetime.fromtimestamp(now, timezone.utc), self.site.latitude, self.site.longitude)
+        night = not is_daylight(datetime.fromtimestamp(now, UTC), self.site.latitude, self.site.longitude)
         status: LinkStatus = "sleeping" if night and self.driver.kind == "inverter" else "unreachable"
         self._on_failure(now, exc, status)
 

@@ -182,9 +182,9 @@ class Spool:
         self._busy_timeout_s = busy_timeout_s
         self._before_check = before_check
         self.checked = False
+        """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
         self._held: set[int] = set()
         """Row ids in flight (see ``hold``)."""
-        """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
         self._lock = threading.Lock()
         self.moved_aside: Path | None = None
         """Where a corrupt spool file was moved at open, if it was."""

@@ -42,7 +42,7 @@ class Backoff:
     def failed(self, now: float) -> float:
         """Record a failed attempt at *now*; return the delay before the next one."""
         self.failures += 1
-        delay = min(self.maximum, self.initial * 2 ** (self.failures - 1))
+        delay = float(min(self.maximum, self.initial * 2 ** (self.failures - 1)))
         delay *= 1.0 - self.jitter * self.rng.random()
         self.retry_at = now + delay
         return delay

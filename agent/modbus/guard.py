@@ -72,6 +72,7 @@ class ReadOnlyClientMixin:
 
     def execute(self, no_response_expected: bool, request: ModbusPDU) -> Any:
         check_read_only(request)
+        # A mixin: execute() is the pymodbus client's, next in the MRO; mypy cannot see it from here.
         return super().execute(no_response_expected, request)  # type: ignore[misc]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from agent.errors import ConfigError
@@ -103,7 +103,7 @@ class LinkPool:
         self.closed = True
         await asyncio.gather(*(link.close(final=True) for link in self.links))
 
-    def _same(self, link: L, wanted: dict[str, object], where: str) -> L:
+    def _same(self, link: L, wanted: Mapping[str, object], where: str) -> L:
         problems = [
             f"{where or 'transport'}: {key} {value!r} differs from {getattr(link, key)!r} "
             f"given earlier for {link.name} (one {link.kind} link has one setting)"

@@ -28,6 +28,7 @@ unreachable.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
@@ -110,7 +111,9 @@ class _RegistersInOneUnpack:
     logging is off: about a third of its CPU per read. Same result in one unpack, and
     a short ``str`` (no register dump)."""
 
-    registers: list[int]
+    registers: Sequence[int]
+    dev_id: int
+    transaction_id: int
     malformed: str | None = None
     """Why the answer cannot be read (set instead of raising: see :meth:`decode`)."""
 
@@ -128,7 +131,7 @@ class _RegistersInOneUnpack:
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(dev_id={self.dev_id}, transaction_id={self.transaction_id}, " \
-               f"{len(self.registers)} registers)"  # type: ignore[attr-defined]
+               f"{len(self.registers)} registers)"
 
 
 class FastReadHoldingRegistersResponse(_RegistersInOneUnpack, ReadHoldingRegistersResponse):

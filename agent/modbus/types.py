@@ -17,10 +17,18 @@ class RegisterReader(Protocol):
 
     requests: int
     """Modbus requests sent through this reader since it was created (for health)."""
+    last_sent: float | None
+    """``time.monotonic()`` when the last request went on the wire, None before the first.
 
-    # Optionally, ``last_sent: float | None``: ``time.monotonic()`` when the last request went on
-    # the wire. The poller stamps a poll with it (a shared RS-485 bus can make a device wait
-    # seconds for its turn); readers without it are stamped when the poll starts.
+    The poller stamps a poll with it: a shared RS-485 bus can make a device wait
+    seconds for its turn. A reader that cannot tell leaves it None, and the poll
+    is stamped when it starts."""
+
+    @property
+    def link(self) -> object:
+        """The connection or bus this reader goes through: readers with the same link take turns
+        on it (the agent polls them in one task per link)."""
+        ...
 
     async def read(self, table: Table, address: int, count: int) -> list[int]:
         """Read ``count`` registers from ``address`` (function 3 for holding, 4 for input)."""

@@ -3,7 +3,7 @@
 Example (every key but ``out`` has a default)::
 
     public:
-      out: /var/www/terril           # a symlink to the current build; see agent.public.publish
+      out: /var/lib/terril-public/site   # a symlink to the current build; see agent.public.publish
       every: 300                     # seconds between scheduled rebuilds by the ingest
       title: {fr: "Le soleil de Loos-en-Gohelle", en: "Loos-en-Gohelle's solar roofs"}
       intro: {fr: "…", en: "…"}

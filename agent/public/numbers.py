@@ -64,11 +64,11 @@ def _scaled(value: float, units: tuple[tuple[float, str], ...], lang: Lang, digi
     # 999.96 kWh rounds to "1000 kWh": say 1.00 MWh instead
     if round(abs(scaled), decimals) >= 1000 and (factor, unit) != units[-1]:
         nxt = units[units.index((factor, unit)) + 1]
-        scaled = value / nxt[0]
-        unit = nxt[1]
+        factor, unit = nxt
+        scaled = value / factor
         decimals = significant_decimals(max(abs(scaled), 1.0), digits)  # 0.99996 reads 1.00
-    if scaled == 0:
-        decimals = 0
+    if scaled == 0 or factor == units[0][0]:
+        decimals = 0  # no "31,0 Wh": the base unit is already fine-grained enough
     return f"{format_number(scaled, decimals, lang)}{NBSP}{unit}"
 
 
@@ -106,6 +106,9 @@ def format_percent(ratio: float, lang: Lang) -> str:
     if not math.isfinite(ratio):
         return "—"
     pct = ratio * 100
+    if 0 < pct < 0.05:  # a first day of production must not read "0,0 %"
+        number = format_number(0.1, 1, lang)
+        return f"<{NBSP}{number}{NBSP}%" if lang == "fr" else f"<{number}%"
     decimals = 1 if abs(pct) < 10 else 0
     number = format_number(pct, decimals, lang)
     return f"{number}{NBSP}%" if lang == "fr" else f"{number}%"

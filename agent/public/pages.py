@@ -79,7 +79,7 @@ td.n,th.n{text-align:right;white-space:nowrap}
  gap:.75rem}
 .roofs li{border:1px solid #d5d8dc;border-radius:8px;padding:.7rem .8rem}
 .roofs .name{font-weight:700}
-dl{margin:.3rem 0 0;display:grid;grid-template-columns:auto 1fr;gap:.1rem .6rem;font-size:.95rem}
+dl{margin:.3rem 0 0;max-width:30rem;display:grid;grid-template-columns:auto 1fr;gap:.1rem .6rem;font-size:.95rem}
 dt{color:#3d4248}dd{margin:0;text-align:right;white-space:nowrap}
 .silent{color:#8a3b00}
 .panels{list-style:none;padding:0;margin:.75rem 0;display:grid;grid-template-columns:repeat(auto-fill,2.4rem);gap:4px}

@@ -36,6 +36,7 @@ def publish(out: Path, files: Mapping[str, bytes]) -> Path:
         raise ValueError(f"{out}: the site folder needs a name")
     builds = builds_dir(out)
     builds.mkdir(parents=True, exist_ok=True)
+    os.chmod(builds, 0o755)  # the web server must traverse it, whatever the service's umask (0077)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     build = builds / f"{stamp}-{os.getpid()}"
     tmp = builds / f".{build.name}.tmp"

@@ -156,7 +156,12 @@ class SimulatorConfig(_Strict):
     def _distinct_endpoints(self) -> SimulatorConfig:
         seen: set[str] = set()
         for s in self.servers:
-            key = f"tcp {s.tcp.port}" if s.tcp else f"serial {s.serial.port}"  # type: ignore[union-attr]
+            if s.tcp is not None:
+                key = f"tcp {s.tcp.port}"
+            elif s.serial is not None:
+                key = f"serial {s.serial.port}"
+            else:  # refused by the server's own check
+                continue
             if key in seen:
                 raise ValueError(f"two servers use {key}")
             seen.add(key)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from agent.schema import STATE_FAULT, STATE_MPPT, STATE_SLEEPING
 from agent.sim.solar import Clouds, SimClock, Site, ac_power
@@ -316,7 +316,8 @@ class SimInverter:
                 "Vr": self.identity.version,
                 "SN": self.identity.serial,
             },
-            120: {"DERTyp": 4, "WRtg": self.peak_power_w, "VARtg": self.peak_power_w, "ARtg": self.peak_power_w / 3 / NOMINAL_V * 1.1},
+            120: {"DERTyp": 4, "WRtg": self.peak_power_w, "VARtg": self.peak_power_w,
+                  "ARtg": self.peak_power_w / 3 / NOMINAL_V * 1.1},
             103: m103,
             160: {"DCA_SF": -2, "DCV_SF": -1, "DCW_SF": self._w_sf, "DCWH_SF": 0, "Evt": 0, "modules": modules},
         }
@@ -327,14 +328,14 @@ class SimInverter:
         if device_address is not None:
             common["DA"] = device_address
         m160 = dict(vals[160])
-        modules = m160.pop("modules")
+        modules = cast("list[dict[str, Any]]", m160.pop("modules"))  # built as such by values() above
         out = [
             encode_model(1, common, length=self.common_length),
             encode_model(120, vals[120]),
             encode_model(103, vals[103]),
         ]
         if self.strings:
-            out.append(encode_model(160, m160, repeats={"module": modules}))  # type: ignore[dict-item]
+            out.append(encode_model(160, m160, repeats={"module": modules}))
         return out
 
 

@@ -219,21 +219,23 @@ class _Handler(ServerRequestHandler):
         delay = sim.answer_delay(request, response)
         if delay > 0:
             await asyncio.sleep(delay)
-        self.server_send(response, addr)
+        self.server_send(response, addr)  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
 
 
 class _TcpServer(ModbusTcpServer):
     sim: SimServer
 
     def callback_new_connection(self) -> _Handler:
-        return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+        return _Handler(  # type: ignore[no-untyped-call]  # pymodbus' handler __init__ is unannotated
+            self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class _SerialServer(ModbusSerialServer):
     sim: SimServer
 
     def callback_new_connection(self) -> _Handler:
-        return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+        return _Handler(  # type: ignore[no-untyped-call]  # pymodbus' handler __init__ is unannotated
+            self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class SimulatorThread:

@@ -65,7 +65,7 @@ def clear_sky_fraction(site: Site, t: datetime) -> float:
     elevation = sun_elevation(site, t)
     if elevation <= 0:
         return 0.0
-    return 0.85 * math.sin(math.radians(elevation)) ** 1.2
+    return float(0.85 * math.sin(math.radians(elevation)) ** 1.2)
 
 
 def _unit_noise(seed: int, knot: int) -> float:

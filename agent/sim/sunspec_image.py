@@ -22,7 +22,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 SUNS_MARKER = (0x5375, 0x6E53)
@@ -145,7 +145,7 @@ def _point(raw: Mapping[str, Any]) -> PointDef:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_model_def(model_id: int) -> ModelDef:
     """Read ``model_<id>.json`` from the installed pysunspec2 package (cached)."""
     path = importlib.resources.files("sunspec2") / "models" / "json" / f"model_{model_id}.json"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.central.ingest.batching import Message
 from agent.central.ingest.stats import IngestStats
@@ -150,7 +150,7 @@ class DeadLetters:
         for msg in dead:
             self._log.note(msg.site, msg.problems[0])
             infos.append(session.client.publish(self.topic, deadletter_payload(msg, session.client_id, budget), qos=1))
-        refused: list[mqtt.ReasonCode] = []
+        refused: list[ReasonCode] = []
         for info in infos:
             try:
                 while not info.is_published():

@@ -65,7 +65,7 @@ import logging
 import queue
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -179,7 +179,8 @@ class Ingest:
     def publish_health(self) -> None:
         """Retained, QoS 0 like the agents' health: the latest value is what matters, not each one."""
         doc = self.health_document()
-        self.session.client.publish(self.health_topic, json.dumps(doc, separators=(",", ":")).encode(), qos=0, retain=True)
+        payload = json.dumps(doc, separators=(",", ":")).encode()
+        self.session.client.publish(self.health_topic, payload, qos=0, retain=True)
         self.notifier.status(f"{doc['messages']} messages, {doc['points_written']} points written, "
                              f"{doc['deadletters']} dead letters, backlog {doc['backlog']}, InfluxDB {doc['influxdb']}")
 
@@ -212,7 +213,7 @@ class Ingest:
     def _late_day(self, ts_ms: int) -> date:
         zone = ZoneInfo(self.rollup.timezone)
         day = datetime.fromtimestamp(ts_ms / 1000, zone).date()
-        floor = datetime.now(timezone.utc).astimezone(zone).date() - timedelta(days=LATE_DATA_MAX_DAYS)
+        floor = datetime.now(UTC).astimezone(zone).date() - timedelta(days=LATE_DATA_MAX_DAYS)
         if day < floor:
             log.warning("readings from %s were stored; the scheduled rollup reaches back to %s only: "
                         "run `terril rollup --since %s` for the days before", day, floor, day)

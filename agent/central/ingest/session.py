@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.central.config import IngestConfig
@@ -65,7 +66,7 @@ class BrokerSession:
         self.max_packet_bytes = DEFAULT_MAX_PACKET_BYTES
         """The broker's Maximum Packet Size (CONNACK), or our default when it states none."""
         self._puback_lock = threading.Lock()
-        self._puback: dict[int, mqtt.ReasonCode] = {}
+        self._puback: dict[int, ReasonCode] = {}
         """PUBACK reason code per message id of our publishes (set on paho's thread, read by the writer)."""
         self._connected_at = 0.0
         self._outage_since: float | None = None
@@ -97,7 +98,7 @@ class BrokerSession:
     def start(self) -> None:
         """Connect in the background (paho's network thread reconnects by itself)."""
         cfg = self.config
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties is unannotated
         props.SessionExpiryInterval = cfg.subscription.session_expiry
         props.ReceiveMaximum = cfg.subscription.receive_maximum
         self.client.connect_async(cfg.broker.host, cfg.broker.port, keepalive=cfg.broker.keepalive,
@@ -117,7 +118,7 @@ class BrokerSession:
 
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-        reason_code: mqtt.ReasonCode, properties: Properties | None,
+        reason_code: ReasonCode, properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
             log.error("broker %s:%s refused the connection: %s",
@@ -138,7 +139,7 @@ class BrokerSession:
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int,
-        reason_codes: list[mqtt.ReasonCode], properties: Properties | None,
+        reason_codes: list[ReasonCode], properties: Properties | None,
     ) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
@@ -151,13 +152,13 @@ class BrokerSession:
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
-        reason_code: mqtt.ReasonCode, properties: Properties | None,
+        reason_code: ReasonCode, properties: Properties | None,
     ) -> None:
         if self.connected.is_set() and not self.stopping:
             self._note_connection_lost(reason_code)
         self.connected.clear()
 
-    def _note_connection_lost(self, reason_code: mqtt.ReasonCode) -> None:
+    def _note_connection_lost(self, reason_code: ReasonCode) -> None:
         """One warning when an outage starts, one more if the broker keeps dropping us right
         after each reconnect (a loop), never one per reconnect."""
         now = time.monotonic()
@@ -185,14 +186,14 @@ class BrokerSession:
 
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int,
-        reason_code: mqtt.ReasonCode, properties: Properties | None,
+        reason_code: ReasonCode, properties: Properties | None,
     ) -> None:
         # paho calls this before it marks the message published: the code is there when is_published().
         # At most 65 535 entries (message ids wrap); the writer pops the ids it waits for.
         with self._puback_lock:
             self._puback[mid] = reason_code
 
-    def take_puback(self, mid: int) -> mqtt.ReasonCode | None:
+    def take_puback(self, mid: int) -> ReasonCode | None:
         """The PUBACK reason code of our publish *mid*, once (None if the broker sent none)."""
         with self._puback_lock:
             return self._puback.pop(mid, None)
