@@ -104,6 +104,10 @@ def _check_ingest(path: Path) -> int:
         print(f"inventory {config.inventory}: {territory.name}, {len(territory.communes)} commune"
               f"{'s' if len(territory.communes) != 1 else ''}, {len(inventory.sites)} sites, {arrays} arrays"
               + (f", newborn panels on {inventory.newborn_panels.site}" if inventory.newborn_panels else ""))
+        from agent.central.performance.plan import analytics_notes
+
+        for note in analytics_notes(inventory, config.performance.min_peers):
+            print(f"note: yield analytics: {note}")
     else:
         print("no inventory: communes, arrays and the public site's owners are unknown (see config/sites.example.yaml)")
     return 0

@@ -345,8 +345,66 @@ ENERGY_DAILY = MeasurementSpec(
     "daily energy rollups per site and for the territory (site=_territory), local-day buckets",
 )
 
+SITE_DEVICE = "_site"
+"""``device`` tag value of a whole site's row in ``performance_daily``."""
+
+_DAY_WH = Bounds(0, MAX_DAY_WH * 1000)
+"""A day's energy of a whole territory's technology or site, generously (1000 sites at the cap)."""
+_DAY_YIELD = Bounds(0, 100)
+"""kWh per kWp in a day: about 8 at most under a clear sky; 100 leaves room for a wrong peak power."""
+_RATIO = Bounds(0, 1e9)
+"""Ratios of energies: unbounded in principle (a tiny denominator), finite and never negative."""
+_FLAG = Bounds(0, 1)
+
+PERFORMANCE_DAILY = MeasurementSpec(
+    "performance_daily",
+    ("site", "device"),
+    (
+        _f("energy_wh", "Wh", "AC energy produced during the local day (lifetime counters)", _DAY_WH),
+        _f("peak_power_w", "W", "peak power of the arrays the inverter (or site) feeds, from the inventory"),
+        _f("yield_kwh_per_kwp", "kWh/kWp", "specific yield: energy / peak power", _DAY_YIELD),
+        _f("expected_clear_sky_wh", "Wh", "expected AC energy under a clear sky (pvlib model of the arrays)",
+           _DAY_WH),
+        _f("clear_sky_ratio", "", "energy / expected clear-sky energy", _RATIO),
+        _f("performance_index", "", "clear-sky ratio / median clear-sky ratio of the peers (same commune)", _RATIO),
+        _f("peers_clear_sky_ratio", "", "median clear-sky ratio of the peers that day (>= 0.4: a sunny day)",
+           _RATIO),
+        _i("peers", "", "number of peers the index was computed against"),
+        _i("underperforming", "", "1 when the index stayed low on 3 of the 5 most recent sunny days", _FLAG),
+        _i("underperforming_since", "YYYYMMDD", "first low sunny day of the current underperformance",
+           Bounds(19000101, 29991231)),
+    ),
+    "yield analytics per inverter and per site (device=_site), local-day buckets",
+)
+
+STRING_DAILY = MeasurementSpec(
+    "string_daily",
+    ("site", "device", "string"),
+    (
+        _f("energy_wh", "Wh", "DC energy of the MPPT string during the local day", _DAY_WH),
+        _f("siblings_median_wh", "Wh", "median daily energy of the inverter's other strings (scaled to this one)",
+           _DAY_WH),
+        _f("sibling_ratio", "", "energy / siblings' median (per kWp when the strings' peak powers are known)",
+           _RATIO),
+        _i("failing", "", "1 when the string was far below its siblings on its inverter's 2 last sunny days", _FLAG),
+    ),
+    "MPPT string comparison per local day",
+)
+
+TECHNOLOGY_DAILY = MeasurementSpec(
+    "technology_daily",
+    ("technology",),
+    (
+        _f("energy_wh", "Wh", "AC energy of the arrays of that technology during the local day", _DAY_WH),
+        _f("peak_power_w", "W", "peak power of those arrays"),
+        _f("yield_kwh_per_kwp", "kWh/kWp", "specific yield of the technology that day", _DAY_YIELD),
+    ),
+    "specific yield per module technology (the inventory's free text), local-day buckets",
+)
+
 MEASUREMENTS: dict[str, MeasurementSpec] = {
-    m.name: m for m in (INVERTER, MPPT, METER, BATTERY, EVENT, AGENT, SITE_INFO, ENERGY_DAILY)
+    m.name: m for m in (INVERTER, MPPT, METER, BATTERY, EVENT, AGENT, SITE_INFO, ENERGY_DAILY, PERFORMANCE_DAILY,
+                        STRING_DAILY, TECHNOLOGY_DAILY)
 }
 
 READING_MEASUREMENT: dict[str, MeasurementSpec] = {

@@ -34,9 +34,13 @@ from agent.schema import (
     INVERTER,
     METER,
     MPPT,
+    PERFORMANCE_DAILY,
+    SITE_DEVICE,
     SITE_INFO,
     STATE_FAULT,
     STATE_NAMES,
+    STRING_DAILY,
+    TECHNOLOGY_DAILY,
     TERRITORY_BALANCE,
     TERRITORY_SITE,
 )
@@ -515,7 +519,75 @@ def public() -> dict[str, Any]:
                      panels, "now/y", editable=False, refresh="15m", tags=("terril", "public"))
 
 
-DASHBOARDS = {"fleet": fleet, "building": building, "energy-positive": energy_positive, "public": public}
+PERF, STRD, TECH = PERFORMANCE_DAILY.name, STRING_DAILY.name, TECHNOLOGY_DAILY.name
+INVERTERS_ONLY = f"\"device\" != '{SITE_DEVICE}'"
+SITES_ONLY = f"\"device\" = '{SITE_DEVICE}'"
+PERF_NOTE = ("Daily rows of the yield analytics (performance_daily, written after each local day ends): "
+             "clear-sky expectation from the inventory's arrays (pvlib), performance index = clear-sky ratio / "
+             "median ratio of the other inverters (or sites) of the same commune. ")
+
+
+def _ranking(title: str, time_from: str, where: str, layout: Layout) -> dict[str, Any]:
+    return panel(layout, "table", title, PERF_NOTE + "Specific yield (kWh/kWp) summed over the days of the range, "
+                 "mean performance index, and the last underperformance flag (1 = low on 3 of the 5 last sunny "
+                 "days). Sort by a column to rank.", "none",
+                 [target("A", f'SELECT sum("yield_kwh_per_kwp") AS "yield_kwh_per_kwp", mean("performance_index") '
+                              f'AS "performance_index", last("underperforming") AS "underperforming" FROM "{PERF}" '
+                              f'WHERE {where} AND $timeFilter GROUP BY "site", "device"', DS, fmt="table")],
+                 DS, w=12, h=9, time_from=time_from, decimals=2)
+
+
+def performance() -> dict[str, Any]:
+    L = Layout()
+    ds = DS
+    w_sd = f"{SITE_RE} AND {DEVICE_RE} AND $timeFilter"
+    month = [{"id": "formatTime", "options": {"timeField": "Time", "outputFormat": "YYYY-MM", "useTimezone": True}},
+             {"id": "groupBy", "options": {"fields": {
+                 "Time": {"aggregations": [], "operation": "groupby"},
+                 "technology": {"aggregations": [], "operation": "groupby"},
+                 "yield_kwh_per_kwp": {"aggregations": ["sum"], "operation": "aggregate"}}}}]
+    panels = [
+        _ranking("Inverters this month: yield and performance index", "now/M", INVERTERS_ONLY, L),
+        _ranking("Inverters this year: yield and performance index", "now/y", INVERTERS_ONLY, L),
+        _ranking("Sites this month: yield and performance index", "now/M", SITES_ONLY, L),
+        _ranking("Sites this year: yield and performance index", "now/y", SITES_ONLY, L),
+        panel(L, "barchart", "Specific yield by technology, per month", "Energy of all arrays of one module "
+              "technology (the inventory's free text) divided by their peak power, summed per calendar month "
+              "(Europe/Paris) in Grafana: the town's side-by-side technology comparison.", "suffix: kWh/kWp",
+              [target("A", f'SELECT "yield_kwh_per_kwp" FROM "{TECH}" WHERE $timeFilter GROUP BY "technology"',
+                      ds, fmt="table")], ds, w=24, h=8, transformations=month, decimals=1),
+        panel(L, "barchart", "Expected clear-sky and actual energy per day", PERF_NOTE + "The selected inverter "
+              "(or _site for the whole building): energy produced against what a clear sky would have given.",
+              "watth",
+              [target("A", f'SELECT "energy_wh" AS "energy_wh", "expected_clear_sky_wh" AS "expected_clear_sky_wh" '
+                           f'FROM "{PERF}" WHERE {w_sd}', ds, fmt="table")], ds, w=12, h=8),
+        panel(L, "timeseries", "Performance index per day", PERF_NOTE + "1.0 = as good as its peers; below the "
+              "0.85 line on 3 of the 5 last sunny days it is flagged. The peers' median clear-sky ratio says how "
+              "sunny the day was (days under 0.4 do not count).", "none",
+              [target("A", f'SELECT "performance_index" AS "performance_index", "peers_clear_sky_ratio" AS '
+                           f'"peers_clear_sky_ratio" FROM "{PERF}" WHERE {w_sd}', ds)], ds, w=12, h=8,
+              decimals=2, steps=((0, "red"), (0.85, "green"))),
+        panel(L, "table", "MPPT strings against their siblings", "Daily energy of each string of the selected "
+              "inverter against the median of its other strings (string_daily). failing = 1: far below them on "
+              "the inverter's 2 last sunny days (dead string, fuse, connector).", "none",
+              [target("A", f'SELECT "energy_wh", "siblings_median_wh", "sibling_ratio", "failing" FROM "{STRD}" '
+                           f'WHERE {w_sd} GROUP BY "string"', ds, fmt="table")], ds, w=24, h=8, decimals=2),
+    ]
+    variables = [
+        {"type": "query", "name": "site", "label": "Site", "datasource": ds, "refresh": 1, "sort": 1,
+         "multi": False, "hide": 0, "description": "Site (building) slug",
+         "query": f'SHOW TAG VALUES FROM "{PERF}" WITH KEY = "site"'},
+        {"type": "query", "name": "device", "label": "Inverter", "datasource": ds, "refresh": 1, "sort": 1,
+         "multi": False, "hide": 0, "description": f"Inverter of the selected site, or {SITE_DEVICE} for the site",
+         "query": f'SHOW TAG VALUES FROM "{PERF}" WITH KEY = "device" WHERE {SITE_RE}'},
+    ]
+    return dashboard("terril-performance", "terril — Yield and performance", "Is every roof producing what it "
+                     "should? Specific yield, clear-sky expectation, index against the neighbours, strings, "
+                     "technologies.", panels, "now-30d", variables=variables, refresh="1h")
+
+
+DASHBOARDS = {"fleet": fleet, "building": building, "energy-positive": energy_positive, "public": public,
+              "performance": performance}
 
 # --------------------------------------------------------------------------- alert rules
 
@@ -559,6 +631,10 @@ def _rule(uid: str, title: str, condition: str, data: list[dict[str, Any]], summ
 
 
 DAYLIGHT_RULES = {"terril-comm-loss", "terril-no-production", "terril-dead-string"}
+
+DAILY_ROWS_LOOKBACK_S = 3 * 86400
+"""Rules on daily rows look back 3 days: yesterday's row is stamped at yesterday's local midnight
+(up to 48 h old), and a missed night of the rollup must not resolve the alert."""
 
 AGENT_OFFLINE_LOOKBACK_S = 30 * 86400
 """How far back the agent-offline rule looks for the agent's last ``up`` row. ``up`` is written only
@@ -619,6 +695,35 @@ def alert_rules() -> dict[str, Any]:
         ], "Readings pile up in the spool of {{ $labels.site }}",
             "More than 100 readings were added to the spool in 30 minutes: the uplink (4G) is failing. Nothing is "
             "lost until the spool is full.", "warning"),
+        _rule("terril-underperforming", "Inverter underperforming", "E", [
+            _q("A", f'SELECT last("underperforming") FROM "{PERF}" WHERE {INVERTERS_ONLY} AND $timeFilter '
+                    f'GROUP BY "site", "device"', DAILY_ROWS_LOOKBACK_S),
+            _q("B", f'SELECT last("performance_index") FROM "{PERF}" WHERE {INVERTERS_ONLY} AND $timeFilter '
+                    f'GROUP BY "site", "device"', DAILY_ROWS_LOOKBACK_S),
+            _q("C", f'SELECT last("peers_clear_sky_ratio") FROM "{PERF}" WHERE {INVERTERS_ONLY} AND $timeFilter '
+                    f'GROUP BY "site", "device"', DAILY_ROWS_LOOKBACK_S),
+            _q("D", f'SELECT last("underperforming_since") FROM "{PERF}" WHERE {INVERTERS_ONLY} AND $timeFilter '
+                    f'GROUP BY "site", "device"', DAILY_ROWS_LOOKBACK_S),
+            _reduce("RA", "A"), _reduce("RB", "B"), _reduce("RC", "C"), _reduce("RD", "D"),
+            _math("E", "$RA == 1"),
+        ], "{{ $labels.device }} ({{ $labels.site }}) produces less than its neighbours",
+            "Performance index {{ humanize $values.RB.Value }} (its clear-sky ratio / its peers' median "
+            "{{ humanize $values.RC.Value }}) below 0.85 on 3 of the 5 last sunny days, since "
+            "{{ $values.RD.Value }} (YYYYMMDD). Soiling, shade, a dead string, a failing connector or module: "
+            "look at its strings and its roof. Evaluates the daily rows of the yield analytics.", "warning",
+            for_="0s"),
+        _rule("terril-string-failing", "MPPT string far below its siblings", "E", [
+            _q("A", f'SELECT last("failing") FROM "{STRD}" WHERE $timeFilter GROUP BY "site", "device", "string"',
+               DAILY_ROWS_LOOKBACK_S),
+            _q("B", f'SELECT last("sibling_ratio") FROM "{STRD}" WHERE $timeFilter GROUP BY "site", "device", '
+                    f'"string"', DAILY_ROWS_LOOKBACK_S),
+            _reduce("RA", "A"), _reduce("RB", "B"),
+            _math("E", "$RA == 1"),
+        ], "String {{ $labels.string }} of {{ $labels.device }} ({{ $labels.site }}) produces far less than "
+           "its siblings",
+            "Its daily energy was under half the median of the inverter's other strings on its 2 last sunny "
+            "days (last ratio {{ humanize $values.RB.Value }}): blown fuse, loose connector, cut cable.", "warning",
+            for_="0s"),
     ]
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "terril", "folder": "terril", "interval": "5m",
                                          "rules": rules}]}

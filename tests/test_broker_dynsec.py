@@ -33,7 +33,8 @@ GROUP = "$share/terril-ingest"
 class Probe:
     """An MQTT 5 client that records CONNACK, SUBACK and PUBACK codes, messages and disconnects."""
 
-    def __init__(self, broker: DebianBroker, username: str, password: str, client_id: str, tls: bool = True) -> None:
+    def __init__(self, broker: DebianBroker, username: str | None, password: str | None, client_id: str,
+                 tls: bool = True) -> None:
         self.connack: ReasonCode | None = None
         self.subacks: dict[int, list[int]] = {}
         self.pubacks: dict[int, int] = {}
@@ -41,7 +42,8 @@ class Probe:
         self.disconnects = 0
         self._cond = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(username, password)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         if tls:  # as a Pi: TLS, checked against the town's CA, broker reached by name
             self.client.tls_set(ca_certs=str(broker.ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.client.on_connect = self._on_connect
@@ -247,6 +249,9 @@ def test_accounts_are_bound_to_their_client_id_and_the_ingest_stays(town: Centra
     assert not town.connect("mairie", "terril-ecole").connected()
     assert not town.connect("mairie", f"t-{uuid.uuid4().hex[:6]}").connected()
     assert not town.connect("ecole", "terril-mairie", password=town.passwords["mairie"]).connected()
+    anonymous = Probe(town.broker, None, None, "terril-mairie")
+    town.probes.append(anonymous)
+    assert not anonymous.connected()
     time.sleep(0.5)
     assert ingest.disconnects == 0
     mairie = town.site("mairie")

@@ -211,6 +211,36 @@ class RollupConfig(_Strict):
         return self
 
 
+class PerformanceConfig(_Strict):
+    """Yield analytics (``agent.central.performance``): the clear-sky model's assumptions and the rules' thresholds.
+
+    Every default is the documented one (README, "Yield analytics"); the model's
+    assumptions move all roofs alike, so they change clear-sky ratios, hardly the index.
+    """
+
+    system_losses_percent: float = Field(14.08, ge=0, lt=100)
+    """PVWatts total losses: soiling, shading, mismatch, wiring, connections, LID, nameplate, availability."""
+    inverter_efficiency: float = Field(0.96, gt=0.5, le=1)
+    air_temperature_c: float = Field(15.0, ge=-40, le=60)
+    wind_speed_m_s: float = Field(1.0, ge=0, le=40)
+    albedo: float = Field(0.25, ge=0, le=1)
+    sky_model: Literal["haydavies", "perez"] = "haydavies"
+    index_threshold: float = Field(0.85, gt=0, lt=2)
+    sunny_ratio: float = Field(0.4, ge=0, le=2)
+    window_days: int = Field(5, ge=1, le=60)
+    low_days: int = Field(3, ge=1, le=60)
+    lookback_days: int = Field(14, ge=1, le=60)
+    min_peers: int = Field(2, ge=1, le=1000)
+    string_threshold: float = Field(0.5, gt=0, lt=1)
+    string_sunny_days: int = Field(2, ge=1, le=30)
+
+    @model_validator(mode="after")
+    def _days(self) -> PerformanceConfig:
+        if self.low_days > self.window_days:
+            raise ValueError(f"low_days ({self.low_days}) cannot exceed window_days ({self.window_days})")
+        return self
+
+
 class IngestConfig(_Strict):
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     subscription: SubscriptionConfig = Field(default_factory=SubscriptionConfig)
@@ -219,6 +249,7 @@ class IngestConfig(_Strict):
     public: PublicConfig | None = None
     """The public static site (agent.public): built by the ingest every ``public.every`` seconds."""
     rollup: RollupConfig = Field(default_factory=RollupConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
     topic_root: Annotated[str, Field(pattern=TOPIC_ROOT_RE.pattern)] = TOPIC_ROOT
     """One or more topic levels, the same as the agents' ``broker.topic_root`` (one rule: ``agent.schema``)."""
     inventory: Path | None = None

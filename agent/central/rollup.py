@@ -294,15 +294,16 @@ def attribute_to_days(window: CounterWindow, days: Sequence[LocalDay], max_gap_m
 
 # --------------------------------------------------------------------------- queries
 
-SeriesKey = tuple[str, str]
-"""(site, device)"""
+SeriesKey = tuple[str, ...]
+"""(site, device); (site, device, string) for MPPT strings"""
+DEVICE_TAGS = ("site", "device")
 
 
-def _series_key(s: Series) -> SeriesKey | None:
-    site, device = s.tags.get("site", ""), s.tags.get("device", "")
-    if not is_slug(site) or not is_slug(device):
+def _series_key(s: Series, tags: tuple[str, ...] = DEVICE_TAGS) -> SeriesKey | None:
+    key = tuple(s.tags.get(t, "") for t in tags)
+    if not all(is_slug(v) for v in key):
         return None  # not written by terril's ingest (which validates slugs)
-    return site, device
+    return key
 
 
 def _samples(s: Series) -> list[Sample]:
@@ -319,12 +320,13 @@ def _where_time(start_ms: int, end_ms: int) -> str:
 
 
 def _fetch_counter(
-    client: QueryClient, counter: CounterSpec, days: Sequence[LocalDay], max_gap_ms: int
+    client: QueryClient, counter: CounterSpec, days: Sequence[LocalDay], max_gap_ms: int,
+    tags: tuple[str, ...] = DEVICE_TAGS,
 ) -> dict[SeriesKey, CounterWindow]:
-    """One round of statements for one counter field over consecutive days."""
+    """One round of statements for one counter field over consecutive days, per series of *tags*."""
     m, f = quote_ident(counter.measurement), quote_ident(counter.field)
     start, end = days[0].start_ms, days[-1].end_ms
-    group = "GROUP BY site, device"
+    group = "GROUP BY " + ", ".join(tags)
     statements = [
         f"SELECT last({f}) FROM {m} WHERE {_where_time(start - max_gap_ms, start)} {group}",
         f"SELECT first({f}) FROM {m} WHERE {_where_time(end, end + max_gap_ms)} {group}",
@@ -341,7 +343,7 @@ def _fetch_counter(
     def each(result: list[Series]) -> list[tuple[CounterWindow, list[Sample], SeriesKey]]:
         rows = []
         for s in result:
-            key = _series_key(s)
+            key = _series_key(s, tags)
             if key is not None:
                 rows.append((windows.setdefault(key, CounterWindow()), _samples(s), key))
         return rows
@@ -368,9 +370,9 @@ def _fetch_counter(
             first, last = w.firsts.get(i), w.lasts.get(i)
             if first is None or last is None or not any(first[0] < t <= last[0] for t in times):
                 continue
-            site, device = key
+            where_series = " AND ".join(f"{quote_ident(t)} = {quote_string(v)}" for t, v in zip(tags, key, strict=True))
             raw_statements.append(
-                f"SELECT {f} FROM {m} WHERE site = {quote_string(site)} AND device = {quote_string(device)} "
+                f"SELECT {f} FROM {m} WHERE {where_series} "
                 f"AND time >= {time_ms(first[0])} AND time <= {time_ms(last[0])}"
             )
             raw_targets.append((w, i))
@@ -545,6 +547,8 @@ class Rollup:
     reference_wh_per_year: float | None = None
     days_back: int = 1
     max_gap: timedelta = DEFAULT_MAX_GAP
+    performance: Callable[[date, date], int] | None = None
+    """Yield analytics of complete days (``agent.central.performance.daily.PerformanceJob``), if configured."""
     extension: Callable[[QueryClient], DailyExtension | None] | None = None
     """Called at each run (the open data may have been imported since): ``agent.central.territory.daily``."""
     failing: bool = field(default=False, init=False)
@@ -571,6 +575,8 @@ class Rollup:
         written = run_rollup(self.client, self.write, first, today, self.timezone, self.reference_wh_per_year,
                              max_gap=self.max_gap, reported=self._reported, extension=extension)
         self._gaps_done = gaps
+        if self.performance is not None:
+            written += self.performance(first, today - timedelta(days=1))
         return written
 
     def _long_gaps(self, first: date, today: date) -> tuple[date | None, frozenset[tuple[str, str, str, int]]]:
@@ -624,15 +630,18 @@ class Rollup:
 
         Without *write*, points go through ``/write`` of the same database.
         """
+        from agent.central.performance.daily import performance_job_for
         from agent.central.territory.daily import extension_for
 
         client = client_from_config(config.influxdb)
+        write = write or line_writer(client)
         return cls(
             client=client,
-            write=write or line_writer(client),
+            write=write,
             timezone=config.rollup.timezone,
             reference_wh_per_year=config.rollup.territory_consumption_wh_per_year,
-            extension=extension_for(config, write or line_writer(client)),
+            extension=extension_for(config, write),
+            performance=performance_job_for(config, client, write),
         )
 
 

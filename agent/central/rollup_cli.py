@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent.central.config import load_ingest_config
     from agent.central.influxql import InfluxQueryError, InfluxUnavailable
+    from agent.central.performance.daily import performance_job_for
     from agent.central.rollup import client_from_config, line_writer, run_rollup, today_in
     from agent.errors import ConfigError
 
@@ -60,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
             tz,
             config.rollup.territory_consumption_wh_per_year,
         )
+        print(f"energy_daily: {written} point(s) written for {args.since}..{until} ({tz})")
+        job = performance_job_for(config, client, line_writer(client), tz)
+        last_complete = min(until, today_in(tz) - timedelta(days=1))
+        if job is not None and last_complete >= args.since:
+            written = job.run(args.since, last_complete)
+            print(f"performance_daily, string_daily, technology_daily: {written} point(s) written for "
+                  f"{args.since}..{last_complete} (complete days)")
     except (InfluxQueryError, InfluxUnavailable) as exc:
         print(f"terril rollup: {exc}", file=sys.stderr)
         return 1
-    print(f"energy_daily: {written} point(s) written for {args.since}..{until} ({tz})")
     return 0
