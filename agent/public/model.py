@@ -189,6 +189,7 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
     roofs: list[Roof] = []
     listed: set[str] = set()
     anonymous = 0
+    named = {s.slug for s in inventory.sites if s.public} if inventory is not None else set()
     for site in inventory.sites if inventory is not None else ():
         listed.add(site.slug)
         panels_list = [a.panels for a in site.arrays]
@@ -198,7 +199,10 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
                                facts.sites.get(site.slug), facts.at, days))
         else:
             anonymous += 1
-            roofs.append(_roof(f"citoyen-{anonymous}", None, anonymous, site.owner, site.peak_power_w, panels,
+            key = f"citoyen-{anonymous}"
+            while key in named:  # a named roof's slug may look like one: never share its page
+                key += "-anonyme"
+            roofs.append(_roof(key, None, anonymous, site.owner, site.peak_power_w, panels,
                                facts.sites.get(site.slug), facts.at, days))
     unlisted = sum(1 for slug in facts.sites if slug not in listed)
 
