@@ -12,7 +12,7 @@ original payload, so nothing is lost).
 
 Speed (an agent draining its spool sends 500 readings per message): a reading
 is checked once and its line protocol written directly by
-:func:`_fast_reading_line`, which handles the common case — a tag set and a set
+:func:`agent.central.fastpath.fast_reading_line`, which handles the common case — a tag set and a set
 of field names already seen valid, values of the exact JSON type the schema
 wants — with one dictionary look-up per field. Anything else goes through the
 full checks (:func:`_reading_point`), which give the precise reason or the same
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from agent.central.fastpath import Prefixes, fast_reading_line, learn
 from agent.central.points import Point, encode_line, make_point
 from agent.central.rollup import COUNTERS
-from agent.encoding import escape_key
 from agent.schema import (
     AGENT,
     EVENT_CODE_RE,
@@ -223,89 +223,8 @@ def _reading_point(site: str, reading: Any, now_ms: int, where: str, problems: l
     return make_point(READING_MEASUREMENT[kind].name, tags, fields, ts)
 
 
-_READING_KEYS = frozenset({"device", "kind", "string", "ts", "fields"})
-_FLOAT, _INT = 0, 1
 _COUNTER_KINDS = frozenset(k for k, m in READING_MEASUREMENT.items() if m.name in {c.measurement for c in COUNTERS})
 """Reading kinds whose lifetime counters feed ``energy_daily`` (late ones make the rollup reach back)."""
-_PLAN_CACHE_MAX = 4096
-
-_FieldPlan = tuple[tuple[str, str, int, float, float], ...]
-"""Per field, in line order (sorted by name): (name, ``name=`` escaped, _FLOAT or _INT, lowest, highest value)."""
-_field_plans: dict[tuple[str, tuple[str, ...]], _FieldPlan | None] = {}
-"""(kind, field names in payload order) -> plan; None when a field is a string (full checks)."""
-
-
-def _field_plan(kind: str, names: tuple[str, ...]) -> _FieldPlan | None:
-    """Built once per field set, after the full checks accepted a reading with it."""
-    spec = READING_MEASUREMENT[kind]
-    plan = []
-    for name in sorted(names):
-        fs = spec.fields_by_name[name]
-        if fs.type == "str" or fs.bounds is None:
-            return None
-        code = _FLOAT if fs.type == "float" else _INT
-        plan.append((name, escape_key(name) + "=", code, fs.bounds.low, fs.bounds.high))
-    return tuple(plan)
-
-
-def _fast_reading_line(
-    reading: Any, now_ms: int, prefixes: dict[tuple[Any, Any, Any], tuple[str, str]]
-) -> str | None:
-    """The line of a reading shaped like one already accepted, or None: then the full checks decide.
-
-    Accepts exactly what :func:`_reading_point` accepts for such a reading and writes the same text:
-    *prefixes* only holds (kind, device, string) triples the full checks accepted, and the plans only
-    field-name sets they accepted, so what is left is the type, range and finiteness of each value.
-    """
-    if type(reading) is not dict:
-        return None
-    try:
-        entry = prefixes.get((reading.get("kind"), reading.get("device"), reading.get("string")))
-    except TypeError:  # a list or an object where a slug belongs: unhashable
-        return None
-    if entry is None or not reading.keys() <= _READING_KEYS:
-        return None
-    ts = reading.get("ts")
-    if type(ts) is not int or ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
-        return None
-    fields = reading.get("fields")
-    if type(fields) is not dict:
-        return None
-    kind, prefix = entry
-    plan = _field_plans.get((kind, tuple(fields)))
-    if plan is None:
-        return None
-    parts = []
-    # The schema's bounds (all within 64 bits and 1e16) also refuse inf and nan, and leave
-    # float() of an int nothing to overflow: out of bounds, the full checks say why.
-    for name, key, code, low, high in plan:
-        value = fields[name]
-        vtype = type(value)
-        if code == _FLOAT:
-            if vtype is int:
-                if not low <= value <= high:
-                    return None
-                value = float(value)
-            elif vtype is not float or not low <= value <= high:
-                return None
-            parts.append(key + repr(value))
-        else:
-            if vtype is not int or not low <= value <= high:
-                return None
-            parts.append(f"{key}{value}i")
-    return f"{prefix} {','.join(parts)} {ts}"
-
-
-def _learn(reading: dict[str, Any], point: Point, prefixes: dict[tuple[Any, Any, Any], tuple[str, str]]) -> None:
-    """Remember the tag set and field names of a reading the full checks accepted."""
-    kind = reading["kind"]
-    line = encode_line(point)
-    prefixes[(kind, reading.get("device"), reading.get("string"))] = (kind, line[: line.index(" ")])
-    names = tuple(reading["fields"])
-    if (kind, names) not in _field_plans:
-        if len(_field_plans) >= _PLAN_CACHE_MAX:
-            _field_plans.clear()
-        _field_plans[(kind, names)] = _field_plan(kind, names)
 
 
 def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
@@ -319,11 +238,12 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
         raise _Invalid(f"unknown key(s) {', '.join(map(repr, extra))}")
     lines: list[str] = []
     problems: list[str] = []
-    prefixes: dict[tuple[Any, Any, Any], tuple[str, str]] = {}
+    prefixes: Prefixes = {}
     oldest: int | None = None
-    fast = _fast_reading_line
+    fast = fast_reading_line
+    min_ts, max_ts = MIN_TS_MS, now_ms + MAX_FUTURE_MS
     for i, reading in enumerate(readings):
-        line = fast(reading, now_ms, prefixes)
+        line = fast(reading, min_ts, max_ts, prefixes)
         if line is None:
             implausible: list[str] = []
             try:
@@ -332,9 +252,9 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
                 problems.append(str(exc))
                 continue
             problems.extend(implausible)
-            if not implausible:
-                _learn(reading, point, prefixes)
             line = encode_line(point)
+            if not implausible:
+                learn(reading, line, prefixes)
         lines.append(line)
         if reading["kind"] in _COUNTER_KINDS:
             ts = reading["ts"]
