@@ -208,3 +208,20 @@ def test_an_impossible_date_is_a_config_error_not_a_traceback(tmp_path: Path, wh
             f"         commissioned: {when}}}\n")
     problems = problems_of(tmp_path, text)
     assert len(problems) == 1 and "line 8, column 24" in problems[0] and when in problems[0], problems
+
+
+def test_territory_and_site_cross_checks_are_reported_together(tmp_path: Path) -> None:
+    """A commune listed twice, a baseline after the target and a site's unknown commune: one report
+    (the territory's checks used to stop at the first and hide the sites' ones)."""
+    doc = {
+        "territory": {"name": "T", "communes": [{"insee": "62528", "name": "L"}, {"insee": "62528", "name": "L2"}],
+                      "target": {"year": 2030, "share": 1.0}, "baseline_year": 2040},
+        "sites": [{"slug": "mairie", "name": "H", "owner": "commune", "commune": "99999"},
+                  {"slug": "mairie", "name": "H2", "owner": "commune"}],
+    }
+    joined = "\n".join(problems_of(tmp_path, doc))
+    for expected in ("territory.communes: commune 62528 is listed twice",
+                     "territory.baseline_year: 2040 must be before target.year 2030",
+                     "sites[0].commune: 99999 is not one of territory.communes",
+                     "sites[1].slug: site 'mairie' is listed twice"):
+        assert expected in joined, f"{expected} missing from:\n{joined}"
