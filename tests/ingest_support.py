@@ -66,8 +66,8 @@ class IngestThread:
 
     def __enter__(self) -> Ingest:
         self.thread.start()
-        if not self.ingest.subscribed.wait(10):
-            raise TimeoutError("ingest did not subscribe within 10 s")
+        if not self.ingest.subscribed.wait(30):
+            raise TimeoutError("ingest did not subscribe within 30 s")
         return self.ingest
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +103,8 @@ def readings_message(site: str, readings: list[dict[str, Any]], root: str = "ter
     return f"{root}/{site}/readings", json.dumps(readings_payload(site, readings)).encode()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll *predicate* until it holds; the deadline is generous (2 shared cores), it only costs a failing test."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
