@@ -5,8 +5,11 @@ An agent keeps every reading in its spool until the ingest says it is stored
 has it, and a broker killed, restored from a backup or replaced loses what it
 held in RAM. So once a batch is written (the moment the ingest also
 acknowledges the MQTT messages to the broker), the ids of its messages are
-published back, QoS 1, one message per site per flush, on ``<root>/<site>/ack``
-(``agent.schema.ack_payload``). Dead-lettered messages are acknowledged too:
+published back, QoS 1, on ``<root>/<site>/ack`` (``agent.schema.ack_payload``):
+one message per site per ``ACK_EVERY_S`` at most, gathering the ids of every
+flush meanwhile (with one site per message and small flushes, an ack per
+flush cost the live path 40 % of its throughput; a fraction of a second more
+before the agent deletes its rows costs nothing). Dead-lettered messages are acknowledged too:
 they are kept on the dead-letter topic, and an agent must not resend garbage
 for ever.
 
@@ -26,12 +29,17 @@ rather than fill the broker's queue with copies.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
 from agent.schema import Topics, ack_payload, ingest_status_payload, ingest_status_topic
+
+ACK_EVERY_S = 0.5
+"""Longest time the ids of a stored message wait before their ack is published."""
 
 
 def _encode(doc: dict[str, object]) -> bytes:
@@ -61,8 +69,13 @@ def group_by_site(messages: Iterable[Stored]) -> dict[str, list[str]]:
 class AckPublisher:
     """Publishes the acknowledgements and the presence of one ingest instance through its paho client."""
 
-    def __init__(self, client: mqtt.Client, client_id: str, topic_root: str) -> None:
+    def __init__(self, client: mqtt.Client, client_id: str, topic_root: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[Stored] = []
+        self._pending_since: float | None = None
         self.client_id = client_id
         self.topic_root = topic_root
         self.status_topic = ingest_status_topic(client_id, topic_root)
@@ -83,10 +96,26 @@ class AckPublisher:
         return self._client.publish(self.status_topic, _encode(payload), qos=1, retain=True)
 
     def acknowledge(self, messages: Iterable[Stored]) -> int:
-        """One QoS 1 ack per site for the messages of a flush; returns how many ack messages were published.
+        """Queue the acks of a flush's messages; publishes what waited ``ACK_EVERY_S`` (returns how many)."""
+        stored = [m for m in messages if m.site is not None and m.message_id is not None]
+        with self._lock:
+            if stored:
+                self._pending += stored
+                if self._pending_since is None:
+                    self._pending_since = self._clock()
+        return self.publish_due()
+
+    def publish_due(self, force: bool = False) -> int:
+        """Publish the waiting acks once the oldest waited ``ACK_EVERY_S`` (or now with *force*): one QoS 1
+        message per site. The writer calls it after each flush and at least every half second.
 
         Not waited for: paho sends it now or after its next reconnection, and an ack that is
         lost only makes the agent resend (the rewrite is idempotent)."""
+        with self._lock:
+            since = self._pending_since
+            if since is None or (not force and self._clock() - since < ACK_EVERY_S):
+                return 0
+            messages, self._pending, self._pending_since = self._pending, [], None
         sent = 0
         for site, ids in group_by_site(messages).items():
             self._client.publish(Topics(site, self.topic_root).ack, _encode(ack_payload(site, ids)), qos=1)

@@ -71,7 +71,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.central.config import IngestConfig
-from agent.central.ingest.acks import Stored
+from agent.central.ingest.acks import ACK_EVERY_S, Stored
 from agent.central.ingest.batching import BATCH_MAX_BYTES, IDLE_FLUSH_S, Batch, Inbox, LateData, Message
 from agent.central.ingest.deadletters import DeadLetters
 from agent.central.ingest.session import BrokerSession
@@ -315,10 +315,12 @@ class Ingest:
         while not stop.is_set():
             self._write_beat = time.monotonic()
             try:
-                batch = writes.get(timeout=0.5)
+                batch = writes.get(timeout=ACK_EVERY_S)
             except queue.Empty:
+                self.session.acks.publish_due()
                 continue
             if batch is None:
+                self.session.acks.publish_due(force=True)
                 return
             self._flush(batch, stop)
 
@@ -370,6 +372,7 @@ class Ingest:
                               "retrying with back-off up to %.0f s", exc, len(batch.messages),
                               self.config.influxdb.retry_max_delay)
                 self._write_beat = time.monotonic()  # waiting for InfluxDB is what this loop should do
+                self.session.acks.publish_due(force=True)  # what earlier batches stored: tell their agents now
                 if stop.wait(delay):
                     return
                 delay = min(delay * 2, self.config.influxdb.retry_max_delay)

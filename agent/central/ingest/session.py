@@ -112,6 +112,7 @@ class BrokerSession:
         self.stopping = True
         if self.connected.is_set():  # a clean stop: agents hold their resends until an ingest is back
             try:
+                self.acks.publish_due(force=True)
                 self.acks.announce(False).wait_for_publish(timeout=2.0)
             except (ValueError, RuntimeError):
                 pass  # the connection went first: the broker publishes the last will instead
