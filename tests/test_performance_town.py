@@ -301,3 +301,30 @@ class influx_db:  # a view of the server on another database, for _per_day
 
     def query(self, q: str, db: str) -> dict[str, Any]:
         return self.server.query(q, self.db)
+
+
+def test_the_scheduled_rollup_job_writes_yesterdays_analytics(influx: InfluxServer, town: Town, perf: Rows,
+                                                             tmp_path: Path) -> None:
+    """Rollup.from_config (what the ingest schedules) runs the analytics for complete days: yesterday, not today."""
+    from agent.central.config import load_ingest_config
+    from agent.central.rollup import Rollup
+
+    influx.create_database("job")
+    for i in range(0, len(town.lines), 20000):
+        status, body = influx.write_lines("job", town.lines[i:i + 20000])
+        assert status == 204, body
+    (tmp_path / "sites.yaml").write_text(_sites_yaml(town_inventory()), encoding="utf-8")
+    ingest = tmp_path / "ingest.yaml"
+    ingest.write_text(f"influxdb: {{api: v1, url: '{influx.url}', database: job}}\ninventory: sites.yaml\n",
+                      encoding="utf-8")
+    job = Rollup.from_config(load_ingest_config(ingest))
+    assert job.performance is not None
+    last = town.days[-1]
+    job.run_once(now=local_midnight(last) + timedelta(days=1, hours=0, minutes=5))  # 00:05 the day after
+    rows = _per_day(influx_db(influx, "job"), "performance_daily", "*", '"site", "device"')
+    assert set(rows) == set(perf)
+    for key, got in rows.items():
+        # yesterday (the town's last day) only: today is not complete
+        assert [r["time"] for r in got] == [perf[key][-1]["time"]], key
+        assert got[-1]["energy_wh"] == pytest.approx(perf[key][-1]["energy_wh"], rel=1e-9)
+    assert rows[DEGRADED][-1]["underperforming"] == 1
