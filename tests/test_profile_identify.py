@@ -285,3 +285,23 @@ def test_check_config_warns_when_a_hybrid_and_a_meter_may_count_the_grid_twice(t
     assert warnings == ["warning: devices[0] (onduleur, driver sungrow_sh) publishes the grid meter wired to it, "
                         "and devices[1] (compteur) is a meter too: if both measure the grid connection, the site's "
                         "import and export are counted twice in the daily energy; keep one"]
+
+
+class _DeviceFailureOnOthers:
+    """A Sungrow SH8.0RT-20 that answers exception 0x04 (device failure) to any register it lacks,
+    as some firmware does instead of 0x02 (illegal address)."""
+
+    requests = 0
+
+    async def read(self, table: str, address: int, count: int) -> list[int]:
+        self.requests += 1
+        if (table, address, count) == ("input", 4999, 1):  # device type code 5000, numbered from 1
+            return [0x0E12]
+        raise ModbusExceptionResponse("slave device failure", 0x04)
+
+
+def test_scan_suggestion_survives_a_device_failure_answer_to_another_profiles_register() -> None:
+    """``terril scan`` asks every profile's identification register; a 0x04 to the Eastron or Huawei
+    one must not abort the scan (a traceback) before the Sungrow one is asked."""
+    found = asyncio.run(identify.suggest(_DeviceFailureOnOthers()))  # type: ignore[arg-type]
+    assert [s.profile for s in found] == ["sungrow_sh"]
