@@ -305,3 +305,26 @@ def test_scan_suggestion_survives_a_device_failure_answer_to_another_profiles_re
     one must not abort the scan (a traceback) before the Sungrow one is asked."""
     found = asyncio.run(identify.suggest(_DeviceFailureOnOthers()))  # type: ignore[arg-type]
     assert [s.profile for s in found] == ["sungrow_sh"]
+
+
+class _HoldingOnly:
+    """A device with holding registers only (a Huawei SUN2000 implements functions 03/06/10): a
+    register it lacks is 0x02, and any input-register read (function 04) is 0x01, illegal function."""
+
+    requests = 0
+
+    async def read(self, table: str, address: int, count: int) -> list[int]:
+        self.requests += 1
+        if table == "input":
+            raise ModbusExceptionResponse("illegal function", 0x01)
+        raise IllegalAddress("illegal data address")
+
+
+def test_a_device_without_the_profiles_register_table_is_a_wrong_device() -> None:
+    """sdm120 lets a device without System Type through (``missing: accept``) and then reads its first
+    input registers: "illegal function" there means the device has no such table, so it is refused as
+    wrong_device with the profile's name, not left 'unreachable' and retried as if it were a hiccup."""
+    profile = load_profile("sdm120")
+    driver = ProfileDriver("compteur", profile.kind, profile)
+    with pytest.raises(WrongDevice, match="not a device of that profile"):
+        asyncio.run(driver.discover(_HoldingOnly()))  # type: ignore[arg-type]
