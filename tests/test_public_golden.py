@@ -80,3 +80,23 @@ def test_what_the_golden_pages_say(tmp_path: Path) -> None:
     assert "Toit citoyen n°\u00a01" in roof
     for secret in ("maison-dupont", "Dupont", "Mineurs", "50.4581"):
         assert all(secret not in text for text in files.values()), secret
+
+
+def test_hostile_names_are_escaped_and_an_anonymous_roof_never_takes_a_named_roofs_page(tmp_path: Path) -> None:
+    sites = town.SITES_YAML.replace("slug: maison-martin", "slug: citoyen-1").replace(
+        "name: Hôtel de ville", 'name: "Hôtel <script>alert(1)</script>"')
+    (tmp_path / "sites.yaml").write_text(sites, encoding="utf-8")
+    (tmp_path / "newborns.csv").write_text(
+        'panel,born,first_name,consent\n1,2026-01-15,"<img src=x onerror=alert(1)>",true\n', encoding="utf-8")
+    inventory = load_inventory(tmp_path / "sites.yaml")
+    register = load_newborns(tmp_path / "newborns.csv")
+    config = PublicConfig.model_validate({"out": str(tmp_path / "site")})
+    f = facts()
+    files = {rel: data.decode("utf-8") for rel, data in
+             render_files(public_view(f, inventory, config, register), f, config).items()}
+    assert "Maison Martin" in files["toits/citoyen-1.html"]  # the named roof keeps its page
+    assert "Toit citoyen n°\u00a01" in files["toits/citoyen-1-anonyme.html"]
+    for rel, text in files.items():  # JSON carries the names as data; pages escape them
+        if rel.endswith(".html"):
+            assert "<script>" not in text and "<img src=x" not in text, rel
+    assert "&lt;img src=x onerror=alert(1)&gt;" in files["naissances/panneau-1.html"]

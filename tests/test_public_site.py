@@ -264,6 +264,23 @@ def test_a_build_under_the_services_umask_is_readable_by_the_web_server(seeded: 
         assert (mode & wanted) == wanted, (path, oct(mode))
 
 
+def test_at_night_the_agents_health_keeps_the_page_from_saying_it_is_stale(seeded: Town) -> None:
+    """23:30: the inverters sleep since 20:00; the agents still report their health every minute."""
+    night = town.AT.replace(hour=23, minute=30)
+    out = seeded.tmp / "night"
+    before = build_site(seeded.config, out, at=night, inventory=seeded.inventory).view
+    assert before.stale and before.power_now_w is None
+    lines = [f"agent,site=mairie uptime_s={60.0 * k},up=1i {int(night.timestamp() * 1000) - k * 60_000}"
+             for k in range(30)]
+    status, body = seeded.influx.write_lines(DB, lines)
+    assert status == 204, body
+    after = build_site(seeded.config, out, at=night, inventory=seeded.inventory).view
+    assert not after.stale and after.last_contact == night
+    assert after.last_reading == town.AT.replace(hour=20, minute=0)
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert "la nuit, les onduleurs sont en veille" in index and "plus d'une heure" not in index
+
+
 def test_empty_database_no_reference_and_empty_register_render_sensible_pages(seeded: Town) -> None:
     seeded.influx.create_database("empty")
     folder = seeded.tmp / "empty-town"

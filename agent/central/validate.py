@@ -12,7 +12,7 @@ original payload, so nothing is lost).
 
 Speed (an agent draining its spool sends 500 readings per message): a reading
 is checked once and its line protocol written directly by
-:func:`_fast_reading_line`, which handles the common case — a tag set and a set
+:func:`agent.central.fastpath.fast_reading_line`, which handles the common case — a tag set and a set
 of field names already seen valid, values of the exact JSON type the schema
 wants — with one dictionary look-up per field. Anything else goes through the
 full checks (:func:`_reading_point`), which give the precise reason or the same
@@ -28,14 +28,16 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from agent.central.fastpath import Prefixes, fast_reading_line, learn
 from agent.central.points import Point, encode_line, make_point
 from agent.central.rollup import COUNTERS
-from agent.encoding import escape_key
 from agent.schema import (
     AGENT,
     EVENT_CODE_RE,
     INFO_SITE_KEYS,
     MAX_TEXT_CHARS,
+    MESSAGE_ID_KEY,
+    MESSAGE_ID_RE,
     READING_KINDS,
     READING_MEASUREMENT,
     SCHEMA_VERSION,
@@ -70,6 +72,8 @@ class Decoded:
     oldest_counter_ms: int | None = None
     """Oldest timestamp of an inverter or meter reading (their counters feed the daily rollup)."""
     rebuild: Callable[[], tuple[Point, ...]] | None = field(default=None, repr=False, compare=False)
+    message_id: str | None = None
+    """The agent's id of the message (``readings`` and ``events``), echoed on ``<site>/ack`` once stored."""
 
     @property
     def points(self) -> tuple[Point, ...]:
@@ -223,89 +227,8 @@ def _reading_point(site: str, reading: Any, now_ms: int, where: str, problems: l
     return make_point(READING_MEASUREMENT[kind].name, tags, fields, ts)
 
 
-_READING_KEYS = frozenset({"device", "kind", "string", "ts", "fields"})
-_FLOAT, _INT = 0, 1
 _COUNTER_KINDS = frozenset(k for k, m in READING_MEASUREMENT.items() if m.name in {c.measurement for c in COUNTERS})
 """Reading kinds whose lifetime counters feed ``energy_daily`` (late ones make the rollup reach back)."""
-_PLAN_CACHE_MAX = 4096
-
-_FieldPlan = tuple[tuple[str, str, int, float, float], ...]
-"""Per field, in line order (sorted by name): (name, ``name=`` escaped, _FLOAT or _INT, lowest, highest value)."""
-_field_plans: dict[tuple[str, tuple[str, ...]], _FieldPlan | None] = {}
-"""(kind, field names in payload order) -> plan; None when a field is a string (full checks)."""
-
-
-def _field_plan(kind: str, names: tuple[str, ...]) -> _FieldPlan | None:
-    """Built once per field set, after the full checks accepted a reading with it."""
-    spec = READING_MEASUREMENT[kind]
-    plan = []
-    for name in sorted(names):
-        fs = spec.fields_by_name[name]
-        if fs.type == "str" or fs.bounds is None:
-            return None
-        code = _FLOAT if fs.type == "float" else _INT
-        plan.append((name, escape_key(name) + "=", code, fs.bounds.low, fs.bounds.high))
-    return tuple(plan)
-
-
-def _fast_reading_line(
-    reading: Any, now_ms: int, prefixes: dict[tuple[Any, Any, Any], tuple[str, str]]
-) -> str | None:
-    """The line of a reading shaped like one already accepted, or None: then the full checks decide.
-
-    Accepts exactly what :func:`_reading_point` accepts for such a reading and writes the same text:
-    *prefixes* only holds (kind, device, string) triples the full checks accepted, and the plans only
-    field-name sets they accepted, so what is left is the type, range and finiteness of each value.
-    """
-    if type(reading) is not dict:
-        return None
-    try:
-        entry = prefixes.get((reading.get("kind"), reading.get("device"), reading.get("string")))
-    except TypeError:  # a list or an object where a slug belongs: unhashable
-        return None
-    if entry is None or not reading.keys() <= _READING_KEYS:
-        return None
-    ts = reading.get("ts")
-    if type(ts) is not int or ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
-        return None
-    fields = reading.get("fields")
-    if type(fields) is not dict:
-        return None
-    kind, prefix = entry
-    plan = _field_plans.get((kind, tuple(fields)))
-    if plan is None:
-        return None
-    parts = []
-    # The schema's bounds (all within 64 bits and 1e16) also refuse inf and nan, and leave
-    # float() of an int nothing to overflow: out of bounds, the full checks say why.
-    for name, key, code, low, high in plan:
-        value = fields[name]
-        vtype = type(value)
-        if code == _FLOAT:
-            if vtype is int:
-                if not low <= value <= high:
-                    return None
-                value = float(value)
-            elif vtype is not float or not low <= value <= high:
-                return None
-            parts.append(key + repr(value))
-        else:
-            if vtype is not int or not low <= value <= high:
-                return None
-            parts.append(f"{key}{value}i")
-    return f"{prefix} {','.join(parts)} {ts}"
-
-
-def _learn(reading: dict[str, Any], point: Point, prefixes: dict[tuple[Any, Any, Any], tuple[str, str]]) -> None:
-    """Remember the tag set and field names of a reading the full checks accepted."""
-    kind = reading["kind"]
-    line = encode_line(point)
-    prefixes[(kind, reading.get("device"), reading.get("string"))] = (kind, line[: line.index(" ")])
-    names = tuple(reading["fields"])
-    if (kind, names) not in _field_plans:
-        if len(_field_plans) >= _PLAN_CACHE_MAX:
-            _field_plans.clear()
-        _field_plans[(kind, names)] = _field_plan(kind, names)
 
 
 def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
@@ -314,16 +237,17 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
         raise _Invalid("readings must be a non-empty list")
     if len(readings) > MAX_READINGS_PER_MESSAGE:
         raise _Invalid(f"more than {MAX_READINGS_PER_MESSAGE} readings in one message")
-    extra = sorted(set(data) - {"v", "site", "readings"})
+    extra = sorted(set(data) - {"v", "site", "readings", MESSAGE_ID_KEY})
     if extra:
         raise _Invalid(f"unknown key(s) {', '.join(map(repr, extra))}")
     lines: list[str] = []
     problems: list[str] = []
-    prefixes: dict[tuple[Any, Any, Any], tuple[str, str]] = {}
+    prefixes: Prefixes = {}
     oldest: int | None = None
-    fast = _fast_reading_line
+    fast = fast_reading_line
+    min_ts, max_ts = MIN_TS_MS, now_ms + MAX_FUTURE_MS
     for i, reading in enumerate(readings):
-        line = fast(reading, now_ms, prefixes)
+        line = fast(reading, min_ts, max_ts, prefixes)
         if line is None:
             implausible: list[str] = []
             try:
@@ -332,9 +256,9 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
                 problems.append(str(exc))
                 continue
             problems.extend(implausible)
-            if not implausible:
-                _learn(reading, point, prefixes)
             line = encode_line(point)
+            if not implausible:
+                learn(reading, line, prefixes)
         lines.append(line)
         if reading["kind"] in _COUNTER_KINDS:
             ts = reading["ts"]
@@ -408,6 +332,18 @@ def _status(site: str, payload: bytes, now_ms: int) -> Decoded:
     return _from_points(site, (make_point("agent", {"site": site}, {"up": up}, now_ms),))
 
 
+def _message_id(data: Any) -> str | None:
+    """The message id of a ``readings`` or ``events`` payload, None when it has none (an older agent)."""
+    if not isinstance(data, dict) or MESSAGE_ID_KEY not in data:
+        return None
+    value = data[MESSAGE_ID_KEY]
+    if not isinstance(value, str) or not MESSAGE_ID_RE.fullmatch(value):
+        raise _Invalid(f"id {_short(value)} must match {MESSAGE_ID_RE.pattern}")
+    return value
+
+
+_ACKED_KINDS = frozenset({"readings", "events"})
+
 _JSON_KINDS = {"readings": _readings, "events": _event, "health": _health, "info": _info}
 
 
@@ -434,17 +370,23 @@ def message_to_points(
         return _reject(None, f"topic site {site!r} is not a slug")
     if len(payload) > max_payload_bytes:
         return _reject(site, f"payload of {len(payload)} bytes exceeds the {max_payload_bytes}-byte cap")
+    message_id: str | None = None
     try:
         if kind == "status":
             return _status(site, payload, now_ms)
-        data = _envelope(_parse_json(payload), site)
+        raw = _parse_json(payload)
+        if kind in _ACKED_KINDS:
+            # Read first, so that a message dead-lettered for another reason is acknowledged too:
+            # the agent must not resend garbage for ever.
+            message_id = _message_id(raw)
+        data = _envelope(raw, site)
         if retained and "ts" not in data:
             raise _Invalid("retained copy without ts: the broker re-sent it, its time is unknown")
         decoded = _JSON_KINDS[kind](site, data, now_ms)
     except _Invalid as exc:
-        return _reject(site, str(exc))
+        return dataclasses.replace(_reject(site, str(exc)), message_id=message_id)
     except ValueError as exc:  # make_point's own checks: should not happen after ours, but never crash
-        return _reject(site, f"cannot build point: {exc}")
+        return dataclasses.replace(_reject(site, f"cannot build point: {exc}"), message_id=message_id)
     if not decoded.lines and not decoded.problems and kind != "info":
-        return _reject(site, "message holds nothing to store")
-    return decoded
+        return dataclasses.replace(_reject(site, "message holds nothing to store"), message_id=message_id)
+    return dataclasses.replace(decoded, message_id=message_id) if message_id is not None else decoded

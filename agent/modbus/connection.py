@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from agent.errors import IllegalAddress, TerrilError, TransportError
 from agent.flapping import FlapDamper
@@ -183,6 +183,7 @@ class ModbusLink(ABC):
             for response_class in FAST_RESPONSES:
                 self._client.register(response_class)
             self._capture_connect_errors(self._client)
+            self._refuse_undecodable_answers(self._client)
             self._client.ctx.trace_connect = self._on_connection_change
         client = self._client
         if client.connected:
@@ -218,6 +219,25 @@ class ModbusLink(ABC):
                 raise
 
         client.ctx.call_create = call_create
+
+    def _refuse_undecodable_answers(self, client: ModbusBaseClient) -> None:
+        # pymodbus decodes answers inside asyncio's data_received: an answer it cannot decode
+        # (unknown function code, truncated exception) raises there, asyncio logs a "Fatal
+        # error" traceback and closes the connection every unit of the link shares. The frame
+        # itself was whole (delimited by its length), so fail only the read waiting for it.
+        original: Callable[..., int] = client.ctx.callback_data
+
+        def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+            try:
+                return original(data, addr)
+            except ModbusException as exc:
+                pending = client.ctx.response_future
+                if not pending.done():
+                    detail = str(exc.string).rsplit("] ", 1)[-1]
+                    pending.set_exception(ModbusIOException(f"undecodable answer: {detail}"))
+                return len(data)
+
+        client.ctx.callback_data = callback_data  # type: ignore[method-assign]
 
     def _on_connection_change(self, connected: bool) -> None:
         # pymodbus leaves a request in flight waiting for its full timeout when

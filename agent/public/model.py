@@ -107,6 +107,9 @@ class PublicView:
     co2_kg_per_kwh: float
     household_kwh_per_year: float
     last_reading: datetime | None
+    """The latest inverter reading of any roof up to ``at``."""
+    last_contact: datetime | None
+    """The latest reading or agent health report: at night the inverters sleep, the agents still report."""
     roofs: tuple[Roof, ...]
     unlisted_sites: int
     daily: tuple[DayValue, ...]
@@ -120,7 +123,7 @@ class PublicView:
 
     @property
     def stale(self) -> bool:
-        return self.last_reading is None or self.at - self.last_reading > STALE_AFTER
+        return self.last_contact is None or self.at - self.last_contact > STALE_AFTER
 
     @property
     def co2_avoided_kg_year(self) -> float:
@@ -189,6 +192,7 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
     roofs: list[Roof] = []
     listed: set[str] = set()
     anonymous = 0
+    named = {s.slug for s in inventory.sites if s.public} if inventory is not None else set()
     for site in inventory.sites if inventory is not None else ():
         listed.add(site.slug)
         panels_list = [a.panels for a in site.arrays]
@@ -198,7 +202,10 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
                                facts.sites.get(site.slug), facts.at, days))
         else:
             anonymous += 1
-            roofs.append(_roof(f"citoyen-{anonymous}", None, anonymous, site.owner, site.peak_power_w, panels,
+            key = f"citoyen-{anonymous}"
+            while key in named:  # a named roof's slug may look like one: never share its page
+                key += "-anonyme"
+            roofs.append(_roof(key, None, anonymous, site.owner, site.peak_power_w, panels,
                                facts.sites.get(site.slug), facts.at, days))
     unlisted = sum(1 for slug in facts.sites if slug not in listed)
 
@@ -211,6 +218,8 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
     twelve_wh, twelve_ref = territory_sum(facts.territory, twelve_start, today)
     readings = [s.last_reading_ms for s in facts.sites.values() if s.last_reading_ms]
     last = datetime.fromtimestamp(max(readings) / 1000, facts.at.tzinfo) if readings else None
+    contacts = readings + [s.last_health_ms for s in facts.sites.values() if s.last_health_ms]
+    contact = datetime.fromtimestamp(max(contacts) / 1000, facts.at.tzinfo) if contacts else None
     powers = [s.power_now_w for s in facts.sites.values() if s.power_now_w is not None]
 
     newborns = _newborns(facts, inventory, register) if inventory is not None else None
@@ -231,6 +240,7 @@ def public_view(facts: Facts, inventory: Inventory | None, config: PublicConfig,
         co2_kg_per_kwh=config.co2_kg_per_kwh,
         household_kwh_per_year=config.household_kwh_per_year,
         last_reading=last,
+        last_contact=contact,
         roofs=tuple(roofs),
         unlisted_sites=unlisted,
         daily=tuple(DayValue(d, by_day.get(d)) for d in days),

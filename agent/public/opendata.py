@@ -53,6 +53,7 @@ def summary(view: PublicView, config: PublicConfig) -> dict[str, Any]:
         "timezone": view.timezone,
         "territory": view.territory_name,
         "last_reading": view.last_reading.isoformat() if view.last_reading else None,
+        "last_contact": view.last_contact.isoformat() if view.last_contact else None,
         "stale": view.stale,
         "power_now_w": _num(view.power_now_w),
         "energy_today_wh": _num(view.energy_today_wh),

@@ -143,10 +143,10 @@ def _freshness(view: PublicView, lang: Lang) -> str:
     if view.last_reading is not None:
         out += " " + _e(t("last_reading", lang, format_datetime(view.last_reading, lang)))
     out += "</p>"
-    if view.last_reading is None:
+    if view.last_contact is None:
         out += f'<p class="notice" role="status">{_e(t("no_data", lang))}</p>'
     elif view.stale:
-        out += f'<p class="notice" role="status">{_e(t("stale", lang, format_datetime(view.last_reading, lang)))}</p>'
+        out += f'<p class="notice" role="status">{_e(t("stale", lang, format_datetime(view.last_contact, lang)))}</p>'
     return out
 
 

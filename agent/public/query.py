@@ -38,7 +38,7 @@ from agent.central.rollup import (
     day_start_ms,
     local_days,
 )
-from agent.schema import ENERGY_DAILY, INVERTER, TERRITORY_SITE, is_slug
+from agent.schema import AGENT, ENERGY_DAILY, INVERTER, TERRITORY_SITE, is_slug
 
 POWER_FRESH = timedelta(minutes=15)
 """An inverter's power counts in "power now" when it reported this recently."""
@@ -55,6 +55,9 @@ _DAILY = quote_ident(ENERGY_DAILY.name)
 _PROD = quote_ident(PRODUCTION)
 _REF = quote_ident(REFERENCE)
 _TERRITORY = quote_string(TERRITORY_SITE)
+_AGENT = quote_ident(AGENT.name)
+_UPTIME = quote_ident(AGENT.field("uptime_s").name)
+DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class SiteFacts:
     """Latest finished local day with a production row, in the last 45 days."""
     daily: dict[date, float] = field(default_factory=dict)
     """Production of the last 30 local days, today (partial) included."""
+    last_health_ms: int | None = None
+    """Latest agent health row up to ``at`` (last 24 h): the agent is alive even while its inverters sleep."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ def fetch_facts(
         f"SELECT first({_PROD}) FROM {_DAILY} WHERE site = {_TERRITORY} AND time < {time_ms(midnight)}",
         f"SELECT last({_PROD}) FROM {_DAILY} WHERE time >= {time_ms(recent_start)}"
         f" AND time < {time_ms(midnight)} GROUP BY site",
+        f"SELECT last({_UPTIME}) FROM {_AGENT} WHERE time > {time_ms(at_ms - DAY_MS)} AND {up_to_at} GROUP BY site",
     ]
     if host_site is not None and host_since is not None:
         statements.append(
@@ -261,8 +267,12 @@ def fetch_facts(
         first_day = today
 
     host_daily: dict[date, float] = {}
-    if len(results) > 11:
-        for series in results[11]:
+    for slug, rows in _by_site(results[11]).items():
+        if rows and isinstance(rows[0][0], int):
+            site(slug).last_health_ms = rows[0][0]
+
+    if len(results) > 12:
+        for series in results[12]:
             for row in series.values:
                 d, wh = local_date(row[0]), _number(row[1])
                 if d is not None and wh is not None:

@@ -23,9 +23,9 @@ TEXTS: dict[str, dict[Lang, str]] = {
     "updated": {"fr": "Page mise à jour le {}.", "en": "Page updated on {}."},
     "last_reading": {"fr": "Dernière mesure reçue le {}.", "en": "Latest reading received on {}."},
     "stale": {
-        "fr": "Attention : les dernières mesures datent de plus d'une heure (le {}). Les chiffres ci-dessous "
-              "ne sont peut-être pas à jour.",
-        "en": "Note: the latest readings are more than an hour old ({}). The figures below may not be "
+        "fr": "Attention : les dernières données reçues datent de plus d'une heure (le {}). Les chiffres "
+              "ci-dessous ne sont peut-être pas à jour.",
+        "en": "Note: the latest data received is more than an hour old ({}). The figures below may not be "
               "up to date.",
     },
     "no_data": {
@@ -34,7 +34,10 @@ TEXTS: dict[str, dict[Lang, str]] = {
     },
     "now_h": {"fr": "En ce moment", "en": "Right now"},
     "power_now": {"fr": "Puissance solaire produite maintenant", "en": "Solar power being produced now"},
-    "power_unknown": {"fr": "aucune mesure depuis 15 minutes", "en": "no reading for 15 minutes"},
+    "power_unknown": {
+        "fr": "aucune production mesurée depuis 15 minutes (la nuit, les onduleurs sont en veille)",
+        "en": "no production measured for 15 minutes (at night the inverters sleep)",
+    },
     "today": {"fr": "Aujourd'hui", "en": "Today"},
     "today_note": {"fr": "depuis minuit", "en": "since midnight"},
     "month": {"fr": "Ce mois-ci", "en": "This month"},

@@ -137,6 +137,7 @@ def read_records(client: QueryClient, tz: str) -> dict[Block, ImportRecord]:
         for row in series.rows():
             if not isinstance(row.get("time"), int) or not isinstance(row.get("edition"), str):
                 continue
+            # The tags were written by this module from a Source and a Kind; InfluxDB gives them back as str.
             block = Block(tags.get("source", ""), tags.get("kind", ""), tags.get("commune", ""),  # type: ignore[arg-type]
                           year_of(row["time"], tz))
             out[block] = ImportRecord(row["edition"], str(row.get("file") or ""), str(row.get("imported_at") or ""),
@@ -186,6 +187,7 @@ def _stored(series: Series, records: dict[Block, ImportRecord], tz: str) -> list
         ts = row.get("time")
         if not isinstance(ts, int):
             continue
+        # Tags written by this module from a Kind and a Source; InfluxDB gives them back as str.
         key = FigureKey(tags.get("kind", ""), tags.get("source", ""),  # type: ignore[arg-type]
                         tags.get("commune", ""), year_of(ts, tz), tags.get("category", ""))
         record = records.get(Block.of(key))
