@@ -76,14 +76,14 @@ class IngestThread:
         assert not self.thread.is_alive(), "ingest did not stop"
 
 
-def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1) -> int:
+def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1, retain: bool = False) -> int:
     """Publish every message at QoS 1 and wait for all PUBACKs; return how many."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
+    infos = [client.publish(topic, payload, qos=qos, retain=retain) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(timeout=60)
         assert info.is_published()
