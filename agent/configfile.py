@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from agent.errors import ConfigError
 
@@ -168,6 +168,19 @@ def _construct_mapping(loader: _StrictLoader, node: MappingNode, deep: bool = Fa
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _construct_timestamp(loader: _StrictLoader, node: ScalarNode) -> object:
+    """A YAML date or time; one that looks like a date but is none (``2021-13-01``) is a YAML
+    error at its line, where PyYAML would raise a bare ValueError (a traceback)."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:
+        raise ConstructorError(None, None, f"{node.value!r} is not a valid date or time ({exc})",
+                               node.start_mark) from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def parse_yaml(text: str, source: str) -> object:

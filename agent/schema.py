@@ -82,8 +82,16 @@ class Topics:
     def info(self) -> str:
         return f"{self.root}/{self.site}/info"
 
+    @property
+    def ack(self) -> str:
+        """Written by the ingest only: the ids of this site's messages now stored (see ``ack_payload``)."""
+        return f"{self.root}/{self.site}/{ACK_SUBTOPIC}"
+
 
 TOPIC_KINDS: tuple[str, ...] = ("readings", "events", "status", "health", "info")
+"""What the agents publish (and the ingest subscribes to). ``ack`` flows the other way and is not one of them."""
+
+ACK_SUBTOPIC = "ack"
 
 
 def deadletter_topic(root: str = TOPIC_ROOT) -> str:
@@ -100,6 +108,20 @@ def ingest_health_topic(client_id: str, root: str = TOPIC_ROOT) -> str:
     """
     safe = "".join("_" if c in "/+#" else c for c in client_id)
     return f"{root}/{INGEST_SUBTOPIC}/{safe}/health"
+
+
+def ingest_status_topic(client_id: str, root: str = TOPIC_ROOT) -> str:
+    """``<root>/_ingest/<client_id>/status``: an ingest instance's presence, retained, with a last will.
+
+    Every site may read ``<root>/_ingest/+/status`` (``ingest_status_filter``); only the ingest writes.
+    """
+    safe = "".join("_" if c in "/+#" else c for c in client_id)
+    return f"{root}/{INGEST_SUBTOPIC}/{safe}/status"
+
+
+def ingest_status_filter(root: str = TOPIC_ROOT) -> str:
+    """The subscription that sees every ingest instance's status."""
+    return f"{root}/{INGEST_SUBTOPIC}/+/status"
 
 
 def is_topic_root(value: object) -> bool:
@@ -122,6 +144,40 @@ def parse_topic(topic: str, root: str = TOPIC_ROOT) -> tuple[str, str] | None:
 
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
+
+# --------------------------------------------------------------------------- end-to-end acknowledgement
+
+MESSAGE_ID_KEY = "id"
+"""Optional key of ``readings`` and ``events`` payloads: the message's id, echoed in ``ack`` once stored."""
+MESSAGE_ID_RE = re.compile(r"^[0-9a-z]{1,32}:[0-9,-]{1,4000}$")
+"""``<agent instance>:<spool row ranges>`` (e.g. ``9f3a…:120-619,624``); its meaning is the agent's
+(``agent.edge.acks``), the ingest only checks the shape and echoes it."""
+ACK_PROTOCOL = 1
+"""Value of ``acks`` in an ingest status: this ingest acknowledges stored messages on ``<site>/ack``."""
+
+
+def ack_payload(site: str, ids: list[str]) -> dict[str, Any]:
+    """The ``<root>/<site>/ack`` payload: message ids of that site now stored in InfluxDB (or dead-lettered)."""
+    return {"v": SCHEMA_VERSION, "site": site, "ids": ids}
+
+
+def ingest_status_payload(
+    client_id: str, online: bool, session: Literal["new", "resumed"] | None = None
+) -> dict[str, Any]:
+    """The retained ``<root>/_ingest/<client_id>/status`` payload (the last will is the ``offline`` one).
+
+    ``session`` is ``new`` when the broker had no session for this instance at its (re)connection:
+    whatever was queued for it before is gone, and agents resend what it has not acknowledged at once.
+    """
+    out: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "ingest": client_id,
+        "status": STATUS_ONLINE if online else STATUS_OFFLINE,
+        "acks": ACK_PROTOCOL,
+    }
+    if session is not None:
+        out["session"] = session
+    return out
 
 # --------------------------------------------------------------------------- measurements
 
@@ -305,6 +361,9 @@ AGENT = MeasurementSpec(
         _i("poll_errors", "", "failed polls since start"),
         _i("modbus_requests", "", "Modbus requests of the last poll round, all devices"),
         _i("publish_refused", "", "publishes refused by the broker (PUBACK failure)"),
+        _i("spool_unacked", "", "spooled rows the broker accepted and the ingest has not yet acknowledged as stored"),
+        _f("spool_unacked_oldest_s", "s", "how long ago the oldest of those rows was sent"),
+        _i("rows_resent", "", "spool rows sent again because no acknowledgement came in time (since start)"),
         _i("rss_bytes", "B", "resident memory of the agent"),
     ),
     "agent health, every 60 s",

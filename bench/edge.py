@@ -8,7 +8,8 @@ machine, so the baseline is measured every time, never a remembered number.
 * terril: ``terril agent`` (one process for all N inverters) polls every
   inverter in full (~20 inverter fields and 2 MPPT readings per poll), writes
   each poll to its SQLite spool, publishes it with QoS 1 and deletes it from the
-  spool at the PUBACK.
+  spool at the PUBACK (no ingest announces acknowledgements), or with ``--acks``
+  when a stand-in ingest in the bench process acknowledges it (the production path).
 * modbus4mqtt (PyPI, installed by this script into its own virtualenv because
   it pins pymodbus < 3 and paho-mqtt < 2): it serves one Modbus device per
   process, so N processes, each reading two registers (W and WH of model 103)
@@ -59,7 +60,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import yaml  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from agent.schema import Topics  # noqa: E402
+from agent.schema import Topics, ack_payload, ingest_status_payload, ingest_status_topic  # noqa: E402
 from agent.sim.config import build_servers, parse_config  # noqa: E402
 from agent.sim.server import SimServer, SimulatorThread  # noqa: E402
 from agent.sim.sunspec_image import RegisterImage, load_model_def  # noqa: E402
@@ -224,6 +225,39 @@ class ReadingCounter:
             return {d for _, d, _ in self.arrivals.m4m}
 
     def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class StandInIngest:
+    """``--acks``: what the ingest does for the agent, in the bench process (its CPU is not counted):
+    a retained status announcing acknowledgements, and every ``readings`` message's id echoed on the
+    site's ``ack`` at once. Then the agent keeps each row until acknowledged, as in production."""
+
+    def __init__(self, port: int) -> None:
+        self.acks = 0
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-ingest-{uuid.uuid4().hex[:6]}",
+                                  protocol=mqtt.MQTTv5)
+        self.status_topic = ingest_status_topic("bench-ingest")
+        self.client.on_connect = lambda c, *a: c.subscribe(f"terril/{SITE}/readings", qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise BenchError("the stand-in ingest could not subscribe")
+        status = json.dumps(ingest_status_payload("bench-ingest", True, "resumed")).encode()
+        self.client.publish(self.status_topic, status, qos=1, retain=True).wait_for_publish(10)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        message_id = json.loads(msg.payload).get("id")
+        if message_id is not None:
+            client.publish(Topics(SITE).ack, json.dumps(ack_payload(SITE, [message_id])).encode(), qos=1)
+            self.acks += 1
+
+    def close(self) -> None:
+        self.client.publish(self.status_topic, b"", qos=1, retain=True).wait_for_publish(10)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -540,6 +574,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     broker = MosquittoBroker(tmp, persistence=False).start()
     sim, server = start_simulator(args.devices)
     counter = ReadingCounter(broker.port)
+    stand_in = StandInIngest(broker.port) if args.acks else None
     try:
         order = ["terril", "modbus4mqtt"]
         if args.order == "modbus4mqtt-first":
@@ -551,6 +586,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runner = run_terril if name == "terril" else run_modbus4mqtt
             results[name] = runner(tmp, broker, server, counter, args)
     finally:
+        if stand_in is not None:
+            stand_in.close()
         counter.close()
         sim.stop()
         broker.stop()
@@ -570,6 +607,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "devices": args.devices,
         "interval_s": args.interval,
         "window_s": args.seconds,
+        "acks": args.acks,
+        "acks_sent": stand_in.acks if stand_in is not None else None,
         "reading": "one poll of one device (terril: one inverter entry; modbus4mqtt: its W and WH messages / 2)",
         "terril": t,
         "modbus4mqtt": m,
@@ -594,6 +633,8 @@ def main() -> int:
     parser.add_argument("--order", choices=["terril-first", "modbus4mqtt-first"], default="terril-first")
     parser.add_argument("--only", choices=["terril", "modbus4mqtt"], help="measure one side only (pass is then false)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (configs, logs, spool)")
+    parser.add_argument("--acks", action="store_true",
+                        help="a stand-in ingest acknowledges every message: rows leave the spool at the ack")
     args = parser.parse_args()
     if not 1 <= args.devices <= 247:
         parser.error("--devices must be 1..247 (Modbus unit ids)")

@@ -128,6 +128,11 @@ def _stored(influx: InfluxServer, site_prefix: str) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
+def _with_ids(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """``--ids``: each message carries an agent's message id, so the ingest acknowledges it on ``<site>/ack``."""
+    return [(t, p[:-1] + f',"id":"0123456789abcdef:{n}"}}'.encode()) for n, (t, p) in enumerate(messages, 1)]
+
+
 def end_to_end(broker: MosquittoBroker, influx: InfluxServer, messages: list[tuple[str, bytes]], readings: int,
                prefix: str) -> float:
     start = time.time()
@@ -142,6 +147,8 @@ def main() -> None:
     parser.add_argument("--subscriber", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--live", type=int, default=20_000, help="messages of one reading (default 20000)")
     parser.add_argument("--backlog-messages", type=int, default=200, help="messages of 500 readings (default 200)")
+    parser.add_argument("--ids", action="store_true",
+                        help="messages carry message ids, as an agent sends them once the ingest acknowledges")
     args = parser.parse_args()
     if args.subscriber:
         subscriber_main(*args.subscriber)
@@ -167,12 +174,13 @@ def main() -> None:
                 raise RuntimeError("ingest did not subscribe")
             time.sleep(0.05)
 
-        live_rps = end_to_end(broker, influx, _live_messages(args.live, "live", "terril", T0 + 10**9),
+        ids = _with_ids if args.ids else (lambda messages: messages)
+        live_rps = end_to_end(broker, influx, ids(_live_messages(args.live, "live", "terril", T0 + 10**9)),
                               args.live, "live")
         backlog = [readings_message(f"bl-{m % 50}", [reading(f"ond-{m % 4}", T0 + 2 * 10**9 + (m * 500 + i) * 1000)
                                                      for i in range(500)])
                    for m in range(args.backlog_messages)]
-        backlog_rps = end_to_end(broker, influx, backlog, args.backlog_messages * 500, "bl")
+        backlog_rps = end_to_end(broker, influx, ids(backlog), args.backlog_messages * 500, "bl")
     finally:
         if ingest is not None:
             ingest.terminate()
@@ -184,6 +192,7 @@ def main() -> None:
     backlog_ratio = backlog_rps / influx_rps
     print(json.dumps({
         "live_messages": args.live,
+        "message_ids": args.ids,
         "backlog_readings": args.backlog_messages * 500,
         "mqtt_ceiling_readings_per_s": round(mqtt_rps),
         "influx_ceiling_points_per_s": round(influx_rps),

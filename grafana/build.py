@@ -74,7 +74,8 @@ INV, MPP, MET, EVT, AGT, INFO, DAILY = (m.name for m in (INVERTER, MPPT, METER, 
 BAT = BATTERY.name
 for _m, _names in ((MPPT, ("dc_power_w",)), (METER, ("power_w",)), (EVENT, ("active", "text")),
                    (BATTERY, ("power_w", "state_of_charge")),
-                   (AGENT, ("up", "spool_depth", "poll_errors", "poll_ok")),
+                   (AGENT, ("up", "spool_depth", "spool_unacked", "spool_unacked_oldest_s", "poll_errors",
+                            "poll_ok")),
                    (SITE_INFO, ("peak_power_w", "panels", "owner", "name")),
                    (ENERGY_DAILY, ("production_wh", "consumption_wh", "import_wh", "export_wh",
                                    "reference_consumption_wh"))):
@@ -316,9 +317,12 @@ def fleet() -> dict[str, Any]:
                            f'$timeFilter GROUP BY "site", "device", "code"', ds, fmt="table")],
               ds, w=12, h=8, time_from="7d", steps=((0, "green"), (1, "red"))),
         panel(L, "table", "Agents", "Last known health of each site's edge agent (last 30 days): up (0 = offline, "
-              "from its last will), readings waiting in its spool, failed polls since start. An agent that died "
-              "days ago stays listed with up = 0.", "none",
+              "from its last will), readings in its spool, of which sent but not yet acknowledged as stored by the "
+              "ingest (and how long ago the oldest was sent, in seconds), failed polls since start. An agent that "
+              "died days ago stays listed with up = 0.", "none",
               [target("A", f'SELECT last("up") AS "up", last("spool_depth") AS "spool_depth", '
+                           f'last("spool_unacked") AS "spool_unacked", '
+                           f'last("spool_unacked_oldest_s") AS "spool_unacked_oldest_s", '
                            f'last("poll_errors") AS "poll_errors" FROM "{AGT}" WHERE $timeFilter GROUP BY "site"',
                       ds, fmt="table")],
               ds, w=12, h=8, time_from="30d"),
@@ -367,10 +371,13 @@ def building() -> dict[str, Any]:
         panel(L, "table", "Events", "Fault transitions of the selected inverter.", "none",
               [target("A", f'SELECT "code", "active", "text" FROM "{EVT}" WHERE {w_sd}', ds, fmt="table")],
               ds, w=12, h=8),
-        panel(L, "timeseries", "Agent: spool depth", "Readings waiting in the site agent's spool: it grows while "
-              "the uplink is down and drains when it comes back.", "short",
-              [target("A", f'SELECT max("spool_depth") FROM "{AGT}" WHERE {SITE_RE} AND $timeFilter '
-                           f'GROUP BY time($__interval) fill(null)', ds)], ds, w=12, h=7, interval="5m"),
+        panel(L, "timeseries", "Agent: spool depth", "Readings in the site agent's spool, and those of them the "
+              "broker accepted but the ingest has not yet acknowledged as stored in InfluxDB. The spool grows "
+              "while the uplink is down (unacknowledged stays low) or while the ingest or InfluxDB is down "
+              "(unacknowledged grows with it), and drains when they come back.", "short",
+              [target("A", f'SELECT max("spool_depth") AS "spool_depth", max("spool_unacked") AS "spool_unacked" '
+                           f'FROM "{AGT}" WHERE {SITE_RE} AND $timeFilter GROUP BY time($__interval) fill(null)',
+                      ds)], ds, w=12, h=7, interval="5m"),
         panel(L, "timeseries", "Agent: failed polls", "Failed Modbus polls per interval (difference of the "
               "agent's counter; a restart counts nothing).", "short",
               [target("A", f'SELECT non_negative_difference(last("poll_errors")) FROM "{AGT}" WHERE {SITE_RE} AND '
@@ -692,9 +699,13 @@ def alert_rules() -> dict[str, Any]:
             _q("A", f'SELECT last("spool_depth") - first("spool_depth") FROM "{AGT}" WHERE $timeFilter '
                     f'GROUP BY "site"', 1800),
             _reduce("B", "A"), _threshold("C", "B", "gt", 100),
+            _q("D", f'SELECT last("spool_unacked") FROM "{AGT}" WHERE $timeFilter GROUP BY "site"', 1800),
+            _reduce("E", "D"),
         ], "Readings pile up in the spool of {{ $labels.site }}",
-            "More than 100 readings were added to the spool in 30 minutes: the uplink (4G) is failing. Nothing is "
-            "lost until the spool is full.", "warning"),
+            "More than 100 readings were added to the spool in 30 minutes. {{ $values.E.Value }} of them were accepted "
+            "by the broker but not yet acknowledged as stored by the ingest: if that is most of them, the central "
+            "side (ingest, InfluxDB) is not storing; otherwise the uplink (4G) is failing. Nothing is lost until "
+            "the spool is full.", "warning"),
         _rule("terril-underperforming", "Inverter underperforming", "E", [
             _q("A", f'SELECT last("underperforming") FROM "{PERF}" WHERE {INVERTERS_ONLY} AND $timeFilter '
                     f'GROUP BY "site", "device"', DAILY_ROWS_LOOKBACK_S),

@@ -286,7 +286,8 @@ def _sim_site(site: SiteSim, town: Town) -> None:
                 spool += 30
             town.lines.append(make_point("agent", {"site": site.slug}, {
                 "up": 1, "uptime_s": uptime, "spool_depth": spool, "spool_dropped": 0,
-                "poll_ok": poll_ok, "poll_errors": poll_err, "rss_bytes": 42_000_000}, ts).to_line())
+                "poll_ok": poll_ok, "poll_errors": poll_err, "rss_bytes": 42_000_000,
+                "spool_unacked": 2, "spool_unacked_oldest_s": 1.0, "rows_resent": 0}, ts).to_line())
         elif was_online:
             town.lines.append(make_point("agent", {"site": site.slug}, {"up": 0}, ts).to_line())
         was_online = online

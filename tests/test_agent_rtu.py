@@ -83,7 +83,7 @@ def test_a_device_queued_on_the_bus_is_stamped_when_its_request_is_sent(serial_b
 
     recorder.record = record  # type: ignore[method-assign]
 
-    async def scenario() -> list[tuple[float, int, int]]:
+    async def scenario() -> list[tuple[float, int, int, int]]:
         pool = LinkPool()
         bus_link = pool.rtu(bus.client_port, 9600, timeout=1.0, pause=0.02)
         site = Site(50.457, 2.793)
@@ -94,18 +94,22 @@ def test_a_device_queued_on_the_bus_is_stamped_when_its_request_is_sent(serial_b
             await asyncio.gather(inverter.poll(), meter.poll())  # discovery
             for _ in range(3):
                 with lock:
-                    before = len(received[2])
+                    before, before_inverter = len(received[2]), len(received[1])
                 tick = time.time()
                 _, result = await asyncio.gather(inverter.poll(), meter.poll())
                 assert result is not None and result.readings
                 with lock:
                     first_receive = received[2][before]
-                rounds.append((tick, result.readings[0].ts, int(first_receive * 1000)))
+                    inverter_requests = [t for t in received[1][before_inverter:] if t < first_receive]
+                assert inverter_requests, "the inverter's exchange went first on the bus"
+                rounds.append((tick, result.readings[0].ts, int(first_receive * 1000),
+                               int(max(inverter_requests) * 1000)))
         finally:
             await pool.close()
         return rounds
 
-    for tick, ts, receive_ms in asyncio.run(scenario()):
+    for tick, ts, receive_ms, inverter_last_request_ms in asyncio.run(scenario()):
         assert receive_ms - tick * 1000 > 100, "the meter did wait for the inverter's exchange"
-        # one 8-byte request frame at 9600 baud is ~9 ms; allow scheduling slack
-        assert abs(receive_ms - ts) < 40, (tick, ts, receive_ms)
+        # Stamped once the bus was free (after the inverter's last request reached the simulator, so
+        # not at the tick) and before its own request arrived: bounds no scheduling delay can break.
+        assert inverter_last_request_ms <= ts <= receive_ms + 1, (tick, inverter_last_request_ms, ts, receive_ms)

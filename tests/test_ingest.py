@@ -99,7 +99,7 @@ def test_type_conflict_goes_to_dead_letter_and_the_rest_is_written(
             letters = dead.wait_for(lambda m: len(m) >= 1)
             wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter WHERE site = 'mairie'") == 9)
             # counted once the broker's PUBACK is back, which may follow the delivery to our subscriber
-            wait_until(lambda: ingest.stats.deadletters == 1, timeout=5, what="dead letter counted")
+            wait_until(lambda: ingest.stats.deadletters == 1, what="dead letter counted")
     finally:
         dead.close()
     body = json.loads(letters[0].payload)

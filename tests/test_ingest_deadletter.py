@@ -91,8 +91,8 @@ def test_huge_bad_message_is_dead_lettered_once_within_the_brokers_packet_limit(
               IngestThread(ingest_config(broker.port, influx.url, **extra)) as ingest):
             publish_all(broker.port, [("terril/mairie/readings", garbage),
                                       readings_message("mairie", [reading("ond-1", T0)])])
-            letters = dead.wait_for(lambda m: len(m) >= 1, timeout=15)
-            wait_until(lambda: ingest.stats.acked >= 2, timeout=10, what="both originals acknowledged")
+            letters = dead.wait_for(lambda m: len(m) >= 1, timeout=60)
+            wait_until(lambda: ingest.stats.acked >= 2, timeout=60, what="both originals acknowledged")
             time.sleep(1.5)  # a disconnect loop would redeliver and reconnect within this
             assert ingest.stats.reconnects == 0
             assert ingest.stats.deadletters == 1
@@ -126,7 +126,7 @@ def test_a_valid_backlog_message_refused_by_influxdb_is_dead_lettered_whole(
     try:
         with IngestThread(ingest_config(broker.port, influx.url)):
             publish_all(broker.port, [message])
-            letters = dead.wait_for(lambda m: len(m) >= 1, timeout=15)
+            letters = dead.wait_for(lambda m: len(m) >= 1, timeout=60)
     finally:
         dead.close()
     body = json.loads(letters[0].payload)
@@ -157,7 +157,7 @@ topic write terril/mairie/#
         with caplog.at_level(logging.INFO, logger="agent.central.ingest"), IngestThread(ro) as ingest:
             _publish_as(broker.port, "mairie", "pv", [("terril/mairie/readings", b"not json", False),
                                                       ("terril/mairie/readings", b"{also not json", False)])
-            wait_until(lambda: ingest.stats.deadletters_refused >= 2, timeout=10, what="dead letters refused")
+            wait_until(lambda: ingest.stats.deadletters_refused >= 2, timeout=60, what="dead letters refused")
             assert ingest.stats.deadletters == 0 and ingest.stats.acked == 0
         refusals = _warnings(caplog, "refused")
         assert len(refusals) == 1 and "Not authorized" in refusals[0], refusals
@@ -166,8 +166,8 @@ topic write terril/mairie/#
         rw = ingest_config(broker.port, influx.url, client_id="ingest-acl",
                            broker={"host": "127.0.0.1", "port": broker.port, "username": "ingest", "password": "rw"})
         with IngestThread(rw) as ingest:
-            letters = dead.wait_for(lambda m: len(m) >= 2, timeout=15)
-            wait_until(lambda: ingest.stats.acked >= 2, timeout=10, what="originals acknowledged")
+            letters = dead.wait_for(lambda m: len(m) >= 2, timeout=60)
+            wait_until(lambda: ingest.stats.acked >= 2, timeout=60, what="originals acknowledged")
     finally:
         dead.close()
     assert sorted(json.loads(m.payload)["payload"] for m in letters) == ["not json", "{also not json"]
@@ -187,7 +187,7 @@ def test_a_disconnect_loop_is_logged_once_per_outage(
             twin = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest-twin", protocol=mqtt.MQTTv5)
             twin.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
             twin.loop_start()
-            wait_until(lambda: not ingest._connected.is_set(), timeout=5, what="ingest kicked out")
+            wait_until(lambda: not ingest._connected.is_set(), timeout=60, what="ingest kicked out")
             twin.disconnect()
             twin.loop_stop()
             wait_until(lambda k=k: ingest.stats.reconnects >= k + 1 and ingest.subscribed.is_set()

@@ -7,17 +7,19 @@ still unacknowledged on the broker, which redelivers it to the next run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.influx import InfluxServer
-from tests.fixtures.mosquitto import MosquittoBroker
+from tests.fixtures.mosquitto import MosquittoBroker, Subscriber
 from tests.fixtures.ports import stop_process
 from tests.ingest_support import (
     DB,
@@ -61,9 +63,26 @@ class IngestProcess:
         return self.proc.returncode
 
 
+AGENT_INSTANCE = "0123456789abcdef"
+
+
 def _batch(start: int, n: int) -> list[tuple[str, bytes]]:
-    """n messages, each one reading of a different site/device at its own time."""
-    return [readings_message(f"site-{i % 5}", [reading(f"ond-{i % 3}", T0 + i * 1000)]) for i in range(start, start + n)]
+    """n messages, each one reading of a different site/device at its own time, with an agent's message id."""
+    out = []
+    for i in range(start, start + n):
+        topic, payload = readings_message(f"site-{i % 5}", [reading(f"ond-{i % 3}", T0 + i * 1000)])
+        out.append((topic, json.dumps({**json.loads(payload), "id": f"{AGENT_INSTANCE}:{i}"}).encode()))
+    return out
+
+
+def _acked(acks: Subscriber) -> Counter[int]:
+    """How many times each message (its number) was acknowledged back to its site."""
+    out: Counter[int] = Counter()
+    for message in acks.snapshot():
+        doc = json.loads(message.payload)
+        assert message.topic == f"terril/{doc['site']}/ack"
+        out.update(int(i.split(":")[1]) for i in doc["ids"])
+    return out
 
 
 @pytest.mark.slow
@@ -74,6 +93,7 @@ def test_influx_outage_and_kill9_lose_nothing_and_store_nothing_twice(
     config = write_config(tmp_path / "ingest.yaml",
                           ingest_config_dict(mosquitto.port, influx.url, client_id="ingest-kill", max_delay=0.2,
                                              retry_max_delay=5.0))
+    acks = Subscriber(mosquitto.port, "terril/+/ack", persistent=True, client_id="ack-watcher")
     ingest = IngestProcess(config, tmp_path / "ingest.log").start()
     try:
         publish_all(mosquitto.port, _batch(0, 300))
@@ -90,9 +110,14 @@ def test_influx_outage_and_kill9_lose_nothing_and_store_nothing_twice(
 
         wait_until(lambda: count(influx, "SELECT count(ac_power_w) FROM inverter") >= 1000, timeout=60,
                    what="all 1000 readings stored")
+        wait_until(lambda: len(_acked(acks)) >= 1000, timeout=30, what="every message acknowledged to its agent")
         assert ingest.stop() == 0
     finally:
         ingest.stop()
+        acks.close()
+    acked = _acked(acks)
+    assert set(acked) == set(range(1000))  # none stored without its ack (one more may follow a redelivery)
+    assert acked.total() < 1100, acked.most_common(3)
     per_series = influx.rows('SELECT count(ac_power_w) FROM inverter GROUP BY "site", "device"', DB)
     assert sum(r["count"] for r in per_series) == 1000  # one row per reading: none missing, none twice
     times = influx.rows("SELECT ac_power_w FROM inverter", DB)

@@ -196,3 +196,32 @@ def test_demo_inventory_matches_the_simulated_town(tmp_path: Path) -> None:
     assert inv.newborn_panels is not None
     consented = [n for n in load_newborns(inv.newborn_panels.register) if n.first_name]
     assert consented and all(n.consent for n in consented)
+
+
+@pytest.mark.parametrize("when", ["2021-13-01", "2021-02-30", "2021-06-15 25:00:00"])
+def test_an_impossible_date_is_a_config_error_not_a_traceback(tmp_path: Path, when: str) -> None:
+    """YAML reads ``2021-13-01`` as a date and PyYAML raises a bare ValueError for it: the loader
+    turns it into one line naming the key's line and column (``terril check-config`` exits 2)."""
+    text = ("territory: {name: T, communes: [{insee: '62528', name: L}]}\n"
+            "sites:\n  - slug: mairie\n    name: H\n    owner: commune\n    arrays:\n"
+            "      - {name: a, inverter: x, peak_power_w: 5000, panels: 10, tilt: 30, azimuth: 180,\n"
+            f"         commissioned: {when}}}\n")
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and "line 8, column 24" in problems[0] and when in problems[0], problems
+
+
+def test_territory_and_site_cross_checks_are_reported_together(tmp_path: Path) -> None:
+    """A commune listed twice, a baseline after the target and a site's unknown commune: one report
+    (the territory's checks used to stop at the first and hide the sites' ones)."""
+    doc = {
+        "territory": {"name": "T", "communes": [{"insee": "62528", "name": "L"}, {"insee": "62528", "name": "L2"}],
+                      "target": {"year": 2030, "share": 1.0}, "baseline_year": 2040},
+        "sites": [{"slug": "mairie", "name": "H", "owner": "commune", "commune": "99999"},
+                  {"slug": "mairie", "name": "H2", "owner": "commune"}],
+    }
+    joined = "\n".join(problems_of(tmp_path, doc))
+    for expected in ("territory.communes: commune 62528 is listed twice",
+                     "territory.baseline_year: 2040 must be before target.year 2030",
+                     "sites[0].commune: 99999 is not one of territory.communes",
+                     "sites[1].slug: site 'mairie' is listed twice"):
+        assert expected in joined, f"{expected} missing from:\n{joined}"

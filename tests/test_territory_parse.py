@@ -8,7 +8,10 @@ and one per kind of bad file.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +105,64 @@ def test_same_file_twice_same_figures(tmp_path: Path) -> None:
     copy.write_bytes(original.read_bytes().replace(b"\n", b"\r\n"))
     a, b = parse_file(original, COMMUNES), parse_file(copy, COMMUNES)
     assert a.figures == b.figures and a.figures
+
+
+PARSE_IN_A_BOUNDED_PROCESS = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (768 * 2**20, 768 * 2**20))
+from agent.central.territory.parse import parse_file
+parsed = parse_file(sys.argv[1], ["62528"])
+print(json.dumps({"errors": parsed.errors, "rows": parsed.rows}))
+"""
+
+
+def parse_bounded(path: Path) -> dict[str, Any]:
+    """Parse *path* in a child process with 768 MB of address space and 60 s: a hang or a file read
+    whole into memory fails the test instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PARSE_IN_A_BOUNDED_PROCESS, str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_device_is_refused_without_reading_it() -> None:
+    """``/dev/zero`` never ends: refused as not a regular file, not hashed and read for ever."""
+    result = parse_bounded(Path("/dev/zero"))
+    assert len(result["errors"]) == 1 and "not a regular file" in result["errors"][0], result
+
+
+def test_a_gigabyte_without_a_line_end_is_an_error_not_a_memory_hog(tmp_path: Path) -> None:
+    """1 GB of zero bytes (sparse: no disk used) with no line end: one error after the first MiB."""
+    huge = tmp_path / "zeros.csv"
+    with huge.open("wb") as f:
+        f.truncate(2**30)
+    result = parse_bounded(huge)
+    assert len(result["errors"]) == 1 and ":1: a line longer than 1 MiB" in result["errors"][0], result
+
+
+def test_a_fifo_without_a_writer_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    result = parse_bounded(fifo)
+    assert len(result["errors"]) == 1 and "no writer" in result["errors"][0], result
+
+
+def test_a_pipe_reads_like_the_file(tmp_path: Path) -> None:
+    """``terril territory import <(zcat national.csv.gz)``: a pipe is read once, to the same figures
+    and the same edition as the file itself."""
+    original = case_file(CASES / "ore_field_names")
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(original.read_bytes()))
+    writer.start()
+    try:
+        piped = parse_file(fifo, COMMUNES)
+    finally:
+        writer.join(timeout=10)
+    direct = parse_file(original, COMMUNES)
+    assert piped.ok and piped.figures == direct.figures and piped.figures
+    assert piped.sha256 == direct.sha256 == hashlib.sha256(original.read_bytes()).hexdigest()

@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.schema import DEADLETTER_SUBTOPIC, INGEST_SUBTOPIC, TOPIC_ROOT
+from agent.schema import DEADLETTER_SUBTOPIC, INGEST_SUBTOPIC, TOPIC_ROOT, Topics, ingest_status_filter
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
@@ -84,12 +84,7 @@ def site_client_id(slug: str) -> str:
 
 
 def ack_topic(slug: str, root: str = TOPIC_ROOT) -> str:
-    return f"{root}/{slug}/ack"
-
-
-def ingest_status_filter(root: str = TOPIC_ROOT) -> str:
-    """Every ingest instance's retained status, which each site may read."""
-    return f"{root}/{INGEST_SUBTOPIC}/+/status"
+    return Topics(slug, root).ack
 
 
 def site_acls(slug: str, root: str = TOPIC_ROOT) -> list[Acl]:

@@ -96,16 +96,16 @@ class Territory(_Model):
             raise fail(f"{value!r} is not a known IANA time zone (e.g. Europe/Paris)") from None
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Territory:
-        seen: set[str] = set()
-        for commune in self.communes:
-            if commune.insee in seen:
-                raise fail_many([("communes", f"commune {commune.insee} is listed twice")])
-            seen.add(commune.insee)
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-field problems (paths relative to the territory); checked by :class:`Inventory` so that
+        they are reported with the sites' own, not instead of them."""
+        problems: list[tuple[str, str]] = []
+        insees = [c.insee for c in self.communes]
+        for insee in sorted({i for i in insees if insees.count(i) > 1}):
+            problems.append(("communes", f"commune {insee} is listed twice"))
         if self.target is not None and self.baseline_year is not None and self.baseline_year >= self.target.year:
-            raise fail_many([("baseline_year", f"{self.baseline_year} must be before target.year {self.target.year}")])
-        return self
+            problems.append(("baseline_year", f"{self.baseline_year} must be before target.year {self.target.year}"))
+        return problems
 
 
 class Array(_Model):
@@ -182,7 +182,7 @@ class Inventory(_Model):
     @model_validator(mode="after")
     def _defaults_and_links(self) -> Inventory:
         """Cross-field checks, all here so that one report lists them all; then the defaults that depend on them."""
-        problems: list[tuple[str, str]] = []
+        problems = [(f"territory.{path}", reason) for path, reason in self.territory.problems()]
         communes = {c.insee for c in self.territory.communes}
         first = self.territory.communes[0].insee
         filled: list[Site] = []

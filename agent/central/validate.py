@@ -36,6 +36,8 @@ from agent.schema import (
     EVENT_CODE_RE,
     INFO_SITE_KEYS,
     MAX_TEXT_CHARS,
+    MESSAGE_ID_KEY,
+    MESSAGE_ID_RE,
     READING_KINDS,
     READING_MEASUREMENT,
     SCHEMA_VERSION,
@@ -70,6 +72,8 @@ class Decoded:
     oldest_counter_ms: int | None = None
     """Oldest timestamp of an inverter or meter reading (their counters feed the daily rollup)."""
     rebuild: Callable[[], tuple[Point, ...]] | None = field(default=None, repr=False, compare=False)
+    message_id: str | None = None
+    """The agent's id of the message (``readings`` and ``events``), echoed on ``<site>/ack`` once stored."""
 
     @property
     def points(self) -> tuple[Point, ...]:
@@ -233,7 +237,7 @@ def _readings(site: str, data: dict[str, Any], now_ms: int) -> Decoded:
         raise _Invalid("readings must be a non-empty list")
     if len(readings) > MAX_READINGS_PER_MESSAGE:
         raise _Invalid(f"more than {MAX_READINGS_PER_MESSAGE} readings in one message")
-    extra = sorted(set(data) - {"v", "site", "readings"})
+    extra = sorted(set(data) - {"v", "site", "readings", MESSAGE_ID_KEY})
     if extra:
         raise _Invalid(f"unknown key(s) {', '.join(map(repr, extra))}")
     lines: list[str] = []
@@ -328,6 +332,18 @@ def _status(site: str, payload: bytes, now_ms: int) -> Decoded:
     return _from_points(site, (make_point("agent", {"site": site}, {"up": up}, now_ms),))
 
 
+def _message_id(data: Any) -> str | None:
+    """The message id of a ``readings`` or ``events`` payload, None when it has none (an older agent)."""
+    if not isinstance(data, dict) or MESSAGE_ID_KEY not in data:
+        return None
+    value = data[MESSAGE_ID_KEY]
+    if not isinstance(value, str) or not MESSAGE_ID_RE.fullmatch(value):
+        raise _Invalid(f"id {_short(value)} must match {MESSAGE_ID_RE.pattern}")
+    return value
+
+
+_ACKED_KINDS = frozenset({"readings", "events"})
+
 _JSON_KINDS = {"readings": _readings, "events": _event, "health": _health, "info": _info}
 
 
@@ -354,17 +370,23 @@ def message_to_points(
         return _reject(None, f"topic site {site!r} is not a slug")
     if len(payload) > max_payload_bytes:
         return _reject(site, f"payload of {len(payload)} bytes exceeds the {max_payload_bytes}-byte cap")
+    message_id: str | None = None
     try:
         if kind == "status":
             return _status(site, payload, now_ms)
-        data = _envelope(_parse_json(payload), site)
+        raw = _parse_json(payload)
+        if kind in _ACKED_KINDS:
+            # Read first, so that a message dead-lettered for another reason is acknowledged too:
+            # the agent must not resend garbage for ever.
+            message_id = _message_id(raw)
+        data = _envelope(raw, site)
         if retained and "ts" not in data:
             raise _Invalid("retained copy without ts: the broker re-sent it, its time is unknown")
         decoded = _JSON_KINDS[kind](site, data, now_ms)
     except _Invalid as exc:
-        return _reject(site, str(exc))
+        return dataclasses.replace(_reject(site, str(exc)), message_id=message_id)
     except ValueError as exc:  # make_point's own checks: should not happen after ours, but never crash
-        return _reject(site, f"cannot build point: {exc}")
+        return dataclasses.replace(_reject(site, f"cannot build point: {exc}"), message_id=message_id)
     if not decoded.lines and not decoded.problems and kind != "info":
-        return _reject(site, "message holds nothing to store")
-    return decoded
+        return dataclasses.replace(_reject(site, "message holds nothing to store"), message_id=message_id)
+    return dataclasses.replace(decoded, message_id=message_id) if message_id is not None else decoded

@@ -313,6 +313,9 @@ class SpoolConfig(_Model):
     max_age_days: Annotated[Int, Field(ge=1, le=3650)] = 7
     batch_size: Annotated[Int, Field(ge=1, le=10000)] = 500
     """Readings per MQTT message when draining a backlog."""
+    resend_after: Annotated[Float, Field(ge=1, le=86400)] = 180.0
+    """Seconds after which a row the broker accepted, but the ingest has not acknowledged as stored,
+    is sent again (doubling up to 8x while it stays unacknowledged; never while the ingest is away)."""
 
     @field_validator("path")
     @classmethod

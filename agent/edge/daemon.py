@@ -127,7 +127,8 @@ class Agent:
                            before_check=self._extend_start_timeout)
         try:
             self.publisher = Publisher(publisher_options(config), info=self.info_document)
-            self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size)
+            self.forwarder = Forwarder(self.spool, self.publisher, self.topics, batch_size=config.spool.batch_size,
+                                       resend_after=config.spool.resend_after)
             self.pool = LinkPool(source=f"{config.site.slug} devices")
             self.pollers: list[DevicePoller] = build_pollers(config, self.pool, on_identity=self._on_identity)
         except BaseException:
@@ -184,6 +185,10 @@ class Agent:
             spool_dropped=stats.dropped,
             publish_refused=self.publisher.refused,
         )
+        forwarding = self.forwarder.health()
+        metrics.update(spool_unacked=forwarding.unacked_rows,
+                       spool_unacked_oldest_s=round(forwarding.unacked_oldest_s, 1),
+                       rows_resent=forwarding.rows_resent)
         return health_payload(self.config.site.slug, int(time.time() * 1000), metrics, devices)
 
     def _on_identity(self, name: str, identity: DeviceIdentity) -> None:

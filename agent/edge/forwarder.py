@@ -1,4 +1,14 @@
-"""Moves spooled readings and events to the broker; deletes a row only after its success PUBACK.
+"""Moves spooled readings and events to the broker; deletes a row once the ingest says it is stored.
+
+End to end (``agent.edge.acks``): once an ingest announced acknowledgements on
+its retained status, every message carries an id (spool instance and rows), a
+success PUBACK only records its rows as *sent* (in RAM), and the ingest's
+``<root>/<site>/ack`` deletes them. Rows sent but not acknowledged within
+``resend_after`` go out again through the backlog lane, oldest first, with
+back-off, never while every ingest is away, and soon after a reconnect (the
+broker may have lost them). With no ingest announcing acknowledgements the
+forwarder deletes rows at the success PUBACK, as described below; it decides
+once the broker answered its subscriptions, and sends nothing before.
 
 Two lanes share one bounded window of messages in flight:
 
@@ -40,6 +50,7 @@ publishing, deleting, cursor bookkeeping — happens in the forwarder's own thre
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -48,10 +59,21 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agent.edge.acks import (
+    Due,
+    IngestPresence,
+    IngestStatus,
+    Mode,
+    SentLedger,
+    encode_message_id,
+    parse_ack,
+    parse_ingest_status,
+    parse_message_id,
+)
 from agent.edge.publisher import Publisher, PublishResult
 from agent.edge.spool import Spool, SpooledItem, SpoolItem, SpoolStats
 from agent.encoding import encode_json, reading_json
-from agent.schema import Event, Reading, Topics, readings_payload
+from agent.schema import Event, Reading, Topics, ingest_status_filter, readings_payload
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +91,16 @@ class ForwarderHealth:
     not_delivered: int
     """Messages lost with the connection before their PUBACK (their rows were sent again)."""
     forwarded_rows: int
-    """Spool rows deleted after a success PUBACK since start."""
+    """Spool rows deleted since start: acknowledged by the ingest (or, in ``puback`` mode, by the broker)."""
     inflight_messages: int
+    mode: Mode = "puback"
+    """``acks``: rows wait for the ingest's acknowledgement; ``puback``: deleted at the broker's PUBACK."""
+    unacked_rows: int = 0
+    """Rows the broker accepted that the ingest has not acknowledged yet."""
+    unacked_oldest_s: float = 0.0
+    """How long ago the oldest of them was accepted by the broker."""
+    rows_resent: int = 0
+    """Rows sent again because no acknowledgement came within ``resend_after`` (since start)."""
 
 
 @dataclass
@@ -80,12 +110,24 @@ class _LivePoll:
     readings: list[tuple[int, str]] = field(default_factory=list)
     events: list[tuple[int, str]] = field(default_factory=list)
 
+    @property
+    def first_id(self) -> int:
+        return min(rows[0][0] for rows in (self.readings, self.events) if rows)
+
 
 def _envelope(site: str) -> tuple[str, str]:
     """The ``readings`` payload around its list of readings, split where the readings go."""
     text = encode_json(readings_payload(site, []))
     head, tail = text.rsplit("[]", 1)
     return head + "[", "]" + tail
+
+
+RECONNECT_RESEND_S = 15.0
+"""After the agent reconnects, rows still unacknowledged are due again within this long (at most
+``resend_after``): the broker may have restarted and lost them; if it had not, the ingest acknowledges
+them meanwhile."""
+DECIDE_TIMEOUT_S = 10.0
+"""Connected this long without the subscriptions answered: decide the mode with what is known."""
 
 
 class Forwarder:
@@ -101,7 +143,11 @@ class Forwarder:
         retry_refused_s: float = 60.0,
         live_polls_kept: int = 16,
         max_backlog_bytes: int = 64 * 1024,
+        resend_after: float = 180.0,
+        acks: bool = True,
     ) -> None:
+        """``acks=False``: never wait for the ingest's acknowledgements (delete at PUBACK, as before they
+        existed); with ``acks=True`` the ingest's announced status decides (see ``agent.edge.acks``)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_inflight < 2:
@@ -114,7 +160,11 @@ class Forwarder:
         self.retry_refused_s = retry_refused_s
         self.max_backlog_bytes = max_backlog_bytes
         self._live: deque[_LivePoll] = deque(maxlen=live_polls_kept)
-        self._completions: deque[tuple[list[int], PublishResult, bool, int]] = deque()
+        self._handover = threading.Lock()
+        """Held while a poll is spooled and queued for the live lane, and while the backlog lane fetches:
+        the backlog lane leaves the rows of queued live polls to the live lane (else a row could go out
+        twice: once by each lane, the second after the first's PUBACK)."""
+        self._completions: deque[tuple[list[int], PublishResult, bool, int, int]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rewind = threading.Event()
@@ -144,7 +194,36 @@ class Forwarder:
         """The error the last step failed with (logged once), None while steps succeed."""
         self.forwarded_rows = 0
         self._head, self._tail = _envelope(topics.site)
+        self._id_head = self._head.replace('"readings":[', '"id":')
+        """``{"v":1,"site":…,"id":`` : a readings message with its id (the id goes before the readings)."""
+        # End-to-end acknowledgement (agent.edge.acks); the ledger and the mode are owned by the forwarder thread.
+        self.resend_after = resend_after
+        self._ledger = SentLedger(resend_after)
+        self._presence = IngestPresence()
+        self.mode: Mode = "undecided" if acks else "puback"
+        self._inbox: deque[tuple[str, object]] = deque()
+        """("ack", ids) | ("status", (instance, status, retained)) | ("ready", None) | ("connected", None),
+        appended by paho's thread, handled by the forwarder's."""
+        self._resend: deque[Due] = deque()
+        """Ranges due again, oldest first, sent by the backlog lane before it walks on."""
+        self._resend_pos = 0
+        self._acked_inflight: set[int] = set()
+        """Rows acknowledged (and deleted) while a copy of them was in flight: not recorded as sent again."""
+        self._connected_at: float | None = None
+        self.rows_resent = 0
+        self.acked_rows = 0
+        """Spool rows deleted by an acknowledgement."""
+        self.acked_unknown = 0
+        """Acknowledged rows that were no longer spooled (acknowledged twice, or dropped by the bounds)."""
+        self._unacked: tuple[int, float | None] = (0, None)
+        """(rows, oldest sent time) of the ledger, refreshed by the forwarder thread for ``health``."""
         publisher.add_connection_listener(self._on_link_change)
+        if acks:
+            # The status first: the broker sends its retained copies before it answers the next
+            # subscription, so when the ack subscription is answered ("ready") the statuses are known.
+            publisher.add_subscription(ingest_status_filter(topics.root), self._on_status_message)
+            publisher.add_subscription(topics.ack, self._on_ack_message)
+            publisher.add_ready_listener(lambda: self._post("ready", None))
 
     # ------------------------------------------------------------------ public
 
@@ -159,12 +238,13 @@ class Forwarder:
         items += [SpoolItem("events", e.ts, encode_json(e.to_payload(self.topics.site))) for e in events]
         if not items:
             return
-        ids = self.spool.append(items)
-        poll = _LivePoll()
-        for row_id, item in zip(ids, items, strict=False):
-            text = item.payload if isinstance(item.payload, str) else encode_json(item.payload)
-            (poll.readings if item.kind == "readings" else poll.events).append((row_id, text))
-        self._live.append(poll)
+        with self._handover:  # the backlog lane never sees these rows before the live lane has them
+            ids = self.spool.append(items)
+            poll = _LivePoll()
+            for row_id, item in zip(ids, items, strict=False):
+                text = item.payload if isinstance(item.payload, str) else encode_json(item.payload)
+                (poll.readings if item.kind == "readings" else poll.events).append((row_id, text))
+            self._live.append(poll)
         self._wake.set()
 
     def start(self) -> None:
@@ -197,6 +277,7 @@ class Forwarder:
         self._wake.set()
 
     def health(self) -> ForwarderHealth:
+        rows, oldest = self._unacked
         return ForwarderHealth(
             spool=self.spool.stats(),
             connected=self.publisher.connected,
@@ -205,14 +286,35 @@ class Forwarder:
             not_delivered=self.publisher.not_delivered,
             forwarded_rows=self.forwarded_rows,
             inflight_messages=self._inflight_msgs,
+            mode=self.mode,
+            unacked_rows=rows,
+            unacked_oldest_s=0.0 if oldest is None else max(0.0, time.monotonic() - oldest),
+            rows_resent=self.rows_resent,
         )
 
     # ------------------------------------------------------------------ thread
 
     def _on_link_change(self, connected: bool) -> None:
         if connected:
+            self._connected_at = time.monotonic()
             self._rewind.set()
+            self._inbox.append(("connected", None))
         self._wake.set()
+
+    def _post(self, what: str, data: object) -> None:
+        self._inbox.append((what, data))
+        self._wake.set()
+
+    def _on_ack_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        ids = parse_ack(payload, self.topics.site)
+        if not ids:
+            log.warning("ignored an unreadable acknowledgement on %s (%d bytes)", topic, len(payload))
+            return
+        self._post("ack", ids)
+
+    def _on_status_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        instance = topic.split("/")[-2]
+        self._post("status", (instance, parse_ingest_status(payload), retained))
 
     def healthy(self, now: float | None = None) -> bool:
         """The forwarder thread lives and its loop turned within ``stall_s`` (it turns at least every
@@ -249,9 +351,23 @@ class Forwarder:
 
     def _step(self) -> None:
         self._process_completions()
+        self._process_inbox()
+        self._unacked = (self._ledger.rows, self._ledger.oldest_sent_at())
         if not self.publisher.connected:
             self._live.clear()  # those rows are spooled; the backlog lane sends them after reconnect
             return
+        if self.mode == "undecided":
+            # Nothing is sent before the mode is known: an ingest that does not acknowledge
+            # would dead-letter messages carrying an id. It takes one round trip after connecting.
+            if self._connected_at is None or time.monotonic() - self._connected_at < DECIDE_TIMEOUT_S:
+                return
+            self._decide("the broker did not answer the subscriptions")
+        if self.mode == "acks" and not self._presence.away:
+            due = self._ledger.take_due(time.monotonic())
+            if due:
+                log.info("sending again %d row(s) the ingest has not acknowledged in time (ids %d-%d)",
+                         sum(d.last - d.first + 1 for d in due), due[0].first, due[-1].last)
+                self._resend.extend(due)
         if self._rewind.is_set():
             self._rewind.clear()
             self._restart_pass()
@@ -285,18 +401,29 @@ class Forwarder:
         rows = [(i, p) for i, p in poll.readings if i not in inflight]
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
-            self._publish(self.topics.readings, self._readings_message([p for _, p in chunk]),
-                          [i for i, _ in chunk])
+            ids = [i for i, _ in chunk]
+            self._publish(self.topics.readings, self._readings_message([p for _, p in chunk], ids), ids)
         for row_id, event in poll.events:
             if row_id not in inflight:
-                self._publish(self.topics.events, event.encode(), [row_id])
+                self._publish(self.topics.events, self._event_message(event, row_id), [row_id])
 
-    def _readings_message(self, readings: list[str]) -> bytes:
-        """``readings_payload`` around readings that are already compact JSON."""
-        return (self._head + ",".join(readings) + self._tail).encode()
+    def _readings_message(self, readings: list[str], ids: list[int]) -> bytes:
+        """``readings_payload`` around readings that are already compact JSON, with its id in ``acks`` mode."""
+        if self.mode != "acks":
+            return (self._head + ",".join(readings) + self._tail).encode()
+        message_id = encode_message_id(self.spool.instance, ids)
+        return f'{self._id_head}"{message_id}","readings":[{",".join(readings)}{self._tail}'.encode()
+
+    def _event_message(self, event: str, row_id: int) -> bytes:
+        """The stored event payload, with its id in ``acks`` mode (an object: its text starts with ``{``)."""
+        if self.mode != "acks":
+            return event.encode()
+        return f'{{"id":"{encode_message_id(self.spool.instance, [row_id])}",{event[1:]}'.encode()
 
     def _send_backlog(self, probe: bool = False) -> bool:
         """Send one backlog message; False when the backlog has nothing left to send in this pass."""
+        if not probe and self._send_resend():
+            return True
         if not self._next_fetched():
             return False
         fetched = self._fetched
@@ -309,22 +436,63 @@ class Forwarder:
         good = self._readable(rows)
         if not good:
             return not probe
-        if good[0].kind == "events":
-            self._publish(self.topics.events, good[0].payload.encode(), [good[0].id], probe=probe, backlog=True)
-        else:
-            self._publish(self.topics.readings, self._readings_message([r.payload for r in good]),
-                          [r.id for r in good], probe=probe, backlog=True)
+        self._publish_rows(good, probe=probe)
         return True
 
+    def _publish_rows(self, rows: list[SpooledItem], probe: bool = False, attempts: int = 0) -> None:
+        """One backlog message: a single event, or consecutive readings."""
+        if rows[0].kind == "events":
+            self._publish(self.topics.events, self._event_message(rows[0].payload, rows[0].id), [rows[0].id],
+                          probe=probe, backlog=True, attempts=attempts)
+        else:
+            ids = [r.id for r in rows]
+            self._publish(self.topics.readings, self._readings_message([r.payload for r in rows], ids), ids,
+                          probe=probe, backlog=True, attempts=attempts)
+
+    def _send_resend(self) -> bool:
+        """Send one message of the rows due again (oldest first); False when none is due."""
+        while self._resend:
+            due = self._resend[0]
+            rows = self.spool.between(max(due.first, self._resend_pos + 1), due.last, self.batch_size)
+            rows = [r for r in rows if r.id not in self._inflight_ids and self._ledger.covering(r.id) is None]
+            if not rows:
+                self._resend.popleft()
+                self._resend_pos = 0
+                continue
+            take = rows[:1] if rows[0].kind == "events" else list(
+                itertools.takewhile(lambda r: r.kind == "readings", rows))
+            self._resend_pos = take[-1].id
+            good = self._readable(take)
+            if good:
+                self.rows_resent += len(good)
+                self._publish_rows(good, attempts=due.attempts)
+                return True
+        return False
+
     def _next_fetched(self) -> bool:
-        """Make the next unsent backlog row the head of ``_fetched``; False at the end of the spool."""
+        """Make the next unsent backlog row the head of ``_fetched``; False at the end of the spool.
+
+        Rows the broker accepted and the ingest has not acknowledged yet (the ledger) are skipped,
+        a whole recorded range at a time: they are sent again only when due (``_send_resend``)."""
         fetched = self._fetched
+        ledger = self._ledger
         while True:
             while fetched and fetched[0].id in self._inflight_ids:
                 fetched.popleft()  # the live lane sent it meanwhile
+            if fetched and len(ledger):
+                end = ledger.covering(fetched[0].id)
+                if end is not None:
+                    while fetched and fetched[0].id <= end:
+                        fetched.popleft()
+                    self._cursor = max(self._cursor, end)
+                    continue
             if fetched:
                 return True
-            rows = self.spool.oldest(self.batch_size, after_id=self._cursor)
+            with self._handover:
+                rows = self.spool.oldest(self.batch_size, after_id=self._cursor)
+                floor = self._live[0].first_id if self._live else None
+            if floor is not None:
+                rows = [r for r in rows if r.id < floor]  # queued for the live lane: it sends them
             if not rows:
                 return False
             self._cursor = rows[-1].id
@@ -349,7 +517,7 @@ class Forwarder:
         return good
 
     def _publish(self, topic: str, payload: bytes, ids: list[int], probe: bool = False,
-                 backlog: bool = False) -> None:
+                 backlog: bool = False, attempts: int = 0) -> None:
         self._inflight_ids.update(ids)
         self.spool.hold(ids)  # a full spool must not drop rows that may yet be acknowledged
         self._inflight_msgs += 1
@@ -357,7 +525,7 @@ class Forwarder:
         self._backlog_bytes += backlog_bytes
 
         def done(result: PublishResult) -> None:  # runs in paho's thread (or right here)
-            self._completions.append((ids, result, probe, backlog_bytes))
+            self._completions.append((ids, result, probe, backlog_bytes, attempts))
             self._wake.set()
 
         self.publisher.publish(topic, payload, qos=1, retain=False, on_done=done)
@@ -365,8 +533,9 @@ class Forwarder:
     def _process_completions(self) -> None:
         acked: list[int] = []
         settled: list[int] = []
+        now = time.monotonic()
         while self._completions:
-            ids, result, probe, backlog_bytes = self._completions.popleft()
+            ids, result, probe, backlog_bytes, attempts = self._completions.popleft()
             self._inflight_msgs -= 1
             self._backlog_bytes -= backlog_bytes
             self._inflight_ids.difference_update(ids)
@@ -374,7 +543,12 @@ class Forwarder:
             if probe:
                 self._probing = False
             if result.delivered:
-                acked += ids
+                if self.mode == "puback":
+                    acked += ids
+                else:  # sent: deleted when the ingest acknowledges it, sent again if it does not in time
+                    gone = self._acked_inflight
+                    self._ledger.add([i for i in ids if i not in gone] if gone else ids, now, attempts + 1)
+                    gone.difference_update(ids)
                 if probe and self._paused_until is not None:
                     self._paused_until = None
                     log.info("broker accepted the probe message: draining the backlog again")
@@ -383,8 +557,92 @@ class Forwarder:
                     log.warning("broker refused a message: backlog paused, one probe message every %g s",
                                 self.retry_refused_s)
                 self._paused_until = time.monotonic() + self.retry_refused_s
+            if not result.delivered and self._acked_inflight:
+                self._acked_inflight.difference_update(ids)
         try:
             if acked:
                 self.forwarded_rows += self.spool.delete(acked)
         finally:
             self.spool.release(settled)  # after the delete: the bounds may drop what was not delivered
+
+    # ------------------------------------------------------------------ end-to-end acknowledgement
+
+    def _decide(self, why: str) -> None:
+        """Choose between waiting for the ingest's acknowledgements and deleting at PUBACK."""
+        refused = self.topics.ack in self.publisher.refused_subscriptions
+        if self._presence.acknowledges and not refused:
+            self.mode = "acks"
+            log.info("ingest acknowledges stored readings (%s): rows leave the spool once InfluxDB holds them, "
+                     "unacknowledged rows are sent again after %g s", self._presence.describe(), self.resend_after)
+        else:
+            self.mode = "puback"
+            if refused:
+                why = f"the broker does not let this site read {self.topics.ack}"
+            log.warning("no ingest announces acknowledgements on %s that this site can receive (%s): rows leave "
+                        "the spool at the broker's PUBACK, as with an ingest older than acknowledgements",
+                        ingest_status_filter(self.topics.root), why)
+            gone = self._ledger.clear()
+            if gone:
+                self.forwarded_rows += self.spool.delete(i for a, b in gone for i in range(a, b + 1))
+            self._resend.clear()
+
+    def _process_inbox(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            what, data = inbox.popleft()
+            if what == "ack":
+                self._handle_ack(data)  # type: ignore[arg-type]
+            elif what == "status":
+                self._handle_status(*data)  # type: ignore[misc]
+            elif what == "ready":
+                if self.mode == "undecided" or (self.mode == "acks"
+                                                and self.topics.ack in self.publisher.refused_subscriptions):
+                    self._decide("no acknowledging ingest status is retained")
+            elif what == "connected" and self.mode == "acks" and not self._presence.away and len(self._ledger):
+                # The broker may have restarted and lost what it had accepted: resend soon.
+                self._ledger.expedite(time.monotonic() + min(RECONNECT_RESEND_S, self.resend_after))
+
+    def _handle_ack(self, message_ids: list[str]) -> None:
+        ranges: list[tuple[int, int]] = []
+        for message_id in message_ids:
+            parsed = parse_message_id(message_id)
+            if parsed is None or parsed[0] != self.spool.instance:
+                continue  # another spool file's (moved aside, reinstalled agent): not these rows
+            ranges += parsed[1]
+        if not ranges:
+            return
+        self._ledger.remove(ranges)
+        ids = [i for a, b in ranges for i in range(a, b + 1)]
+        in_flight = self._inflight_ids.intersection(ids)
+        self._acked_inflight.update(in_flight)
+        removed = self.spool.delete(ids)
+        self.forwarded_rows += removed
+        self.acked_rows += removed
+        self.acked_unknown += len(ids) - removed
+        if self._fetched:  # fetched earlier by the backlog lane: not to be sent any more
+            acked = set(ids)
+            self._fetched = deque(r for r in self._fetched if r.id not in acked)
+
+    def _handle_status(self, instance: str, status: object, retained: bool) -> None:
+        was_away, acknowledged = self._presence.away, self._presence.acknowledges
+        self._presence.update(instance, status if isinstance(status, IngestStatus) else None)
+        if self.mode == "undecided":
+            return
+        if self._presence.acknowledges and not acknowledged and self.mode == "puback":
+            self._decide(f"ingest {instance} announced acknowledgements")
+            return
+        if not self._presence.acknowledges and self.mode == "acks":
+            self._decide(f"the status of ingest {instance} was cleared")
+            return
+        now = time.monotonic()
+        if self._presence.away and not was_away:
+            log.warning("ingest away (%s): not resending unacknowledged rows until it is back",
+                        self._presence.describe())
+        elif was_away and not self._presence.away:
+            log.info("ingest back (%s): unacknowledged rows are sent again if not acknowledged within %g s",
+                     self._presence.describe(), self.resend_after)
+            self._ledger.postpone(now)
+        if (isinstance(status, IngestStatus) and status.online and status.session_new and not retained
+                and len(self._ledger)):
+            # That instance's queue on the broker is gone: what it had not acknowledged will not come.
+            self._ledger.expedite(now)

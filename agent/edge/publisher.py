@@ -42,6 +42,8 @@ from agent.schema import STATUS_OFFLINE, STATUS_ONLINE, TOPIC_ROOT, Topics
 log = logging.getLogger(__name__)
 
 InfoSupplier = Callable[[], "dict[str, Any] | bytes | str | None"]
+MessageHandler = Callable[[str, bytes, bool], None]
+"""``handler(topic, payload, retained)`` for a message on a subscribed topic (runs in paho's thread)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,12 @@ class Publisher:
         self._refusing_topics: set[str] = set()
         self._started = False
         self._stopping = False
+        self._subscriptions: list[tuple[str, MessageHandler]] = []
+        self._ready_listeners: list[Callable[[], None]] = []
+        self._last_subscribe_mid: int | None = None
+        self._subscribe_mids: dict[int, str] = {}
+        self.refused_subscriptions: set[str] = set()
+        """Topics the broker refused to subscribe us to on the last connection (its ACL)."""
         # counters, read by the agent's health report
         self.published = 0
         self.refused = 0
@@ -187,6 +195,8 @@ class Publisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
 
     def __repr__(self) -> str:
         return f"Publisher({self.options!r})"
@@ -219,6 +229,17 @@ class Publisher:
     def add_connection_listener(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(connected)`` after every connect and disconnect (from paho's thread)."""
         self._listeners.append(listener)
+
+    def add_subscription(self, topic: str, handler: MessageHandler) -> None:
+        """Subscribe to *topic* (QoS 1) on every connection, in the order added; call before ``start``."""
+        self._subscriptions.append((topic, handler))
+
+    def add_ready_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` once per connection when the broker answered the last subscription.
+
+        Each subscription is its own SUBSCRIBE packet and the broker handles them in order, so by
+        then every retained message of the earlier subscriptions has been received."""
+        self._ready_listeners.append(listener)
 
     @property
     def connected(self) -> bool:
@@ -357,7 +378,36 @@ class Publisher:
         self._set_state("connected", logging.INFO)
         self.publish(self.topics.status, STATUS_ONLINE.encode(), qos=1, retain=True)
         self.publish_info()
+        self.refused_subscriptions = set()
+        for topic, _ in self._subscriptions:
+            _, self._last_subscribe_mid = client.subscribe(topic, qos=1)
+            if self._last_subscribe_mid is not None:
+                self._subscribe_mids[self._last_subscribe_mid] = topic
         self._notify(True)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, codes: list[ReasonCode], props: Properties | None
+    ) -> None:
+        topic = self._subscribe_mids.pop(mid, "?")
+        refused = [str(rc) for rc in codes if rc.is_failure]
+        if refused:
+            self.refused_subscriptions.add(topic)
+            log.warning("broker refused the subscription to %s (%s): check the site's rights on the broker",
+                        topic, ", ".join(refused))
+        if mid == self._last_subscribe_mid:
+            for listener in self._ready_listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("subscription listener failed")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        for topic, handler in self._subscriptions:
+            if mqtt.topic_matches_sub(topic, message.topic):
+                try:
+                    handler(message.topic, bytes(message.payload), bool(message.retain))
+                except Exception:  # a faulty handler must not kill paho's network thread
+                    log.exception("handler for %s failed", message.topic)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         # paho calls this inside its `except OSError` block: the exception is still current.

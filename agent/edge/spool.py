@@ -1,7 +1,8 @@
 """The agent's store-and-forward spool: every reading is written here before it is published.
 
-A reading leaves the spool only after the broker acknowledged it (PUBACK with a
-success reason code), or when the spool is full or too old and the oldest rows
+A reading leaves the spool only after the ingest acknowledged that InfluxDB
+stores it (``agent.edge.acks``; or, with an ingest that does not acknowledge, after
+the broker's PUBACK with a success reason code), or when the spool is full or too old and the oldest rows
 are dropped — and then the drop is counted in the database itself, so the count
 survives restarts and is reported in the agent's health.
 
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('depth', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', random() & 9223372036854775807);
 """
 
 BROKEN_ERRORCODES: frozenset[int] = frozenset({10, 11, 26})
@@ -183,6 +185,9 @@ class Spool:
         self._before_check = before_check
         self.checked = False
         """Whether the last open ran ``quick_check`` (it does after anything but a clean close)."""
+        self.instance = ""
+        """This spool file's random id (made with the file): the agent puts it in its message ids,
+        so an acknowledgement meant for another spool file never deletes this one's rows."""
         self._held: set[int] = set()
         """Row ids in flight (see ``hold``)."""
         self._lock = threading.Lock()
@@ -226,6 +231,8 @@ class Spool:
             if "depth" not in meta:  # a spool without the counter (never, since it exists): count once
                 depth = db.execute("SELECT count(*) FROM spool").fetchone()[0]
                 db.execute("UPDATE meta SET value = ? WHERE key = 'depth'", (depth,))
+            self.instance = format(int(db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()[0]),
+                                   "016x")
             # Running from now on: a crash or a power cut leaves 'clean' at 0, and the next open checks.
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', 0)")
         except BaseException:
@@ -443,6 +450,15 @@ class Spool:
                     "SELECT id, kind, ts_ms, payload FROM spool WHERE id > ? AND kind = ? ORDER BY id LIMIT ?",
                     (after_id, kind, limit),
                 ).fetchall()
+        return [SpooledItem(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
+
+    def between(self, first: int, last: int, limit: int) -> list[SpooledItem]:
+        """The rows with ``first <= id <= last``, oldest first, at most *limit* (a resend of a range)."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT id, kind, ts_ms, payload FROM spool WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+                (first, last, limit),
+            ).fetchall()
         return [SpooledItem(int(r[0]), r[1], int(r[2]), r[3]) for r in rows]
 
     def get(self, ids: Iterable[int]) -> list[SpooledItem]:

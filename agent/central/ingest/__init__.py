@@ -5,6 +5,8 @@
   delivery guarantees as a whole);
 * :mod:`~agent.central.ingest.session` — the persistent MQTT session;
 * :mod:`~agent.central.ingest.deadletters` — what cannot be stored, republished;
+* :mod:`~agent.central.ingest.acks` — stored messages acknowledged back to their agents, and this
+  instance's presence (retained status with a last will);
 * :mod:`~agent.central.ingest.batching` — messages and batches between threads;
 * :mod:`~agent.central.ingest.stats` — the counters.
 """

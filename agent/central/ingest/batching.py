@@ -45,6 +45,8 @@ class Message:
     """Oldest timestamp among the message's inverter/meter points (for the rollup of late data)."""
     problems: list[str] = field(default_factory=list)
     refused_lines: list[str] = field(default_factory=list)
+    message_id: str | None = None
+    """The agent's id of the message, acknowledged on ``<site>/ack`` once stored (``ingest.acks``)."""
 
     @property
     def cost(self) -> int:

@@ -71,6 +71,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.central.config import IngestConfig
+from agent.central.ingest.acks import Stored
 from agent.central.ingest.batching import BATCH_MAX_BYTES, IDLE_FLUSH_S, Batch, Inbox, LateData, Message
 from agent.central.ingest.deadletters import DeadLetters
 from agent.central.ingest.session import BrokerSession
@@ -168,6 +169,7 @@ class Ingest:
             "write_failures": s.write_failures,
             "backlog": s.backlog,
             "reconnects": s.reconnects,
+            "acks_published": self.session.acks.published,
             "retained_not_stored": s.retained_not_stored,
             "shed_qos0": s.shed_qos0,
             "held_bytes": self._inbox.held_bytes,
@@ -336,6 +338,7 @@ class Ingest:
         else:
             msg.problems.extend(decoded.problems)
         msg.oldest_counter_ms = decoded.oldest_counter_ms
+        msg.message_id = decoded.message_id
         return decoded.lines
 
     def _beat_write(self) -> None:
@@ -390,8 +393,10 @@ class Ingest:
             for msg in batch.messages:
                 if not msg.problems:
                     self.session.ack(msg)
+            self.session.acks.acknowledge(Stored(m.site, m.message_id) for m in batch.messages if not m.problems)
         else:
             for msg in batch.messages:
                 self.session.ack(msg)
+            self.session.acks.acknowledge(Stored(m.site, m.message_id) for m in batch.messages)
         self.stats.settled += len(batch.messages)
         self._inbox.release(batch.messages)

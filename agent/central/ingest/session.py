@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.central.config import IngestConfig
+from agent.central.ingest.acks import AckPublisher
 from agent.central.ingest.batching import Inbox, Message
 from agent.central.ingest.deadletters import DEFAULT_MAX_PACKET_BYTES
 from agent.central.ingest.stats import IngestStats
@@ -73,6 +74,8 @@ class BrokerSession:
         """Set when the broker connection dropped, cleared once a new one lasted STABLE_CONNECTION_S."""
         self._outage_drops = 0
         self.client = self._make_client()
+        self.acks = AckPublisher(self.client, self.client_id, config.topic_root)
+        self.acks.set_last_will()
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
@@ -107,6 +110,11 @@ class BrokerSession:
 
     def stop(self) -> None:
         self.stopping = True
+        if self.connected.is_set():  # a clean stop: agents hold their resends until an ingest is back
+            try:
+                self.acks.announce(False).wait_for_publish(timeout=2.0)
+            except (ValueError, RuntimeError):
+                pass  # the connection went first: the broker publishes the last will instead
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -135,6 +143,7 @@ class BrokerSession:
                      self.config.broker.port, self.client_id, "resumed" if flags.session_present else "new")
         topics = subscription_topics(self.config.topic_root, self.config.subscription.group)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
+        self.acks.announce(True, session_present=bool(flags.session_present))
         self.connected.set()
 
     def _on_subscribe(

@@ -16,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import os
 import re
+import select
+import stat
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,11 @@ MAX_ERRORS = 20
 SNAPSHOT_RE = re.compile(r"3112(\d\d)(?!\d)")
 """ODRÉ year-end snapshots are named ``…-3112YY``."""
 YEAR_RE = re.compile(r"(19|20)\d\d")
+MAX_LINE_BYTES = 1 << 20
+"""A longer line is no row of these files (their widest header is a few KiB): stop rather than
+read a 1-GB file with no line end into memory."""
+FIFO_WAIT_S = 5.0
+"""How long a pipe (``<(zcat national.csv.gz)``) may stay silent before its first byte."""
 
 
 class TooManyErrors(Exception):
@@ -71,11 +79,6 @@ class ParsedFile:
     @property
     def years(self) -> list[int]:
         return sorted({k.year for k in self.figures})
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _delimiter(first_line: str) -> str:
@@ -358,21 +361,54 @@ def _register(reader: _Reader, stream: Iterator[str], delimiter: str, header: li
 # --------------------------------------------------------------------------- entry point
 
 
-class NotUtf8(Exception):
-    """Internal: a line that is not UTF-8 text."""
+class UnreadableLine(Exception):
+    """Internal: a line that is not UTF-8 text, or too long to be a row."""
 
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(line, problem)
         self.line = line
+        self.problem = problem
 
 
-def _text_lines(stream: BinaryIO) -> Iterator[str]:
-    """The file's lines as text, decoded one by one so a bad byte is reported on its own line."""
-    for number, raw in enumerate(stream, 1):
+class NotAFile(Exception):
+    """Internal: a path that is neither a regular file nor a pipe with a writer."""
+
+
+def _open(path: Path) -> BinaryIO:
+    """Open a regular file or a pipe; refuse a directory or a device, and never block on a pipe
+    that nobody writes to (``open`` of a FIFO with no writer waits for ever)."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return path.open("rb")
+    if not stat.S_ISFIFO(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+        raise NotAFile(f"not a regular file ({what})")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    ready, _, _ = select.select([fd], [], [], FIFO_WAIT_S)
+    if not ready:
+        os.close(fd)
+        raise NotAFile(f"a pipe with no writer: nothing to read after {FIFO_WAIT_S:.0f} s")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _text_lines(stream: BinaryIO, digest: hashlib._Hash) -> Iterator[str]:
+    """The file's lines as text, decoded one by one so a bad byte is reported on its own line.
+
+    Every byte read goes into *digest*: the file is read once, so a pipe works and a national
+    file is not read twice.
+    """
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        digest.update(raw)
+        if len(raw) > MAX_LINE_BYTES:
+            raise UnreadableLine(number, f"a line longer than {MAX_LINE_BYTES // 2**20} MiB: "
+                                 "not a CSV file of these formats")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise NotUtf8(number) from None
+            raise UnreadableLine(number, "not UTF-8 text (save the file as UTF-8)") from None
         yield text.removeprefix("\ufeff") if number == 1 else text
 
 
@@ -384,11 +420,14 @@ def parse_file(path: str | Path, communes: Collection[str], year: int | None = N
     p = Path(path)
     parsed = ParsedFile(str(path), None)
     reader = _Reader(parsed, communes)
+    digest = hashlib.sha256()
     try:
-        parsed.sha256 = file_sha256(p)
-        with p.open("rb") as binary:
-            lines = _text_lines(binary)
+        with _open(p) as binary:
+            lines = _text_lines(binary, digest)
             first = next(lines, "")
+            if not first:
+                reader.error("empty file: no header", 1)
+                return parsed
             delimiter = _delimiter(first)
             header = next(csv.reader([first], delimiter=delimiter), [])
             fmt = formats.recognise(header)
@@ -404,11 +443,16 @@ def parse_file(path: str | Path, communes: Collection[str], year: int | None = N
                 _production(reader, lines, delimiter, header)
             else:
                 _consumption(reader, lines, delimiter, header)
+            for _ in lines:  # the edition is the hash of the whole file
+                pass
+            parsed.sha256 = digest.hexdigest()
     except TooManyErrors:
         pass
-    except NotUtf8 as exc:
+    except UnreadableLine as exc:
         with contextlib.suppress(TooManyErrors):
-            reader.error("not UTF-8 text (save the file as UTF-8)", exc.line)
+            reader.error(exc.problem, exc.line)
+    except NotAFile as exc:
+        reader.error(str(exc), 0)
     except OSError as exc:
         reader.error(f"cannot read: {exc.strerror or exc}", 0)
     if parsed.format is not None and parsed.ok:

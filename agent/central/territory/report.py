@@ -504,8 +504,14 @@ def territory_balance(config: Any, client: QueryClient, year: int | None = None,
 
 def balance_for(inventory: Inventory, client: QueryClient, year: int | None = None,
                 now: datetime | None = None) -> TerritoryBalance:
-    """:func:`territory_balance` for an inventory already loaded (the public site has one)."""
-    report = read_report(client, Scope.of(inventory), now)
+    """:func:`territory_balance` for an inventory already loaded (the public site has one).
+
+    Reads the open-data figures only: the balance does not depend on the monitored roofs or the
+    fleet's yield, whose two scans of ``energy_daily`` cost the public build about a second.
+    """
+    scope = Scope.of(inventory)
+    figures = read_figures(client, scope.timezone, [c for c, _ in scope.communes])
+    report = build_report(scope, figures, {}, None, {f.key.year for f in figures})
     s = report.scope
     if year is None:
         last = now.astimezone(ZoneInfo(s.timezone)).year if now is not None else None
