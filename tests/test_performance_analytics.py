@@ -21,7 +21,7 @@ from agent.central.performance.analytics import (
     underperformance,
 )
 from agent.central.performance.model import ClearSkyModel, ModelSettings, Orientation, gamma_pdc_for
-from agent.central.performance.plan import plan_from_inventory
+from agent.central.performance.plan import plan_from_inventory, technology_tag
 from tests.performance_town import FakeArray, FakeInventory, FakeSite
 
 LOOS = (50.457, 2.793)
@@ -182,6 +182,8 @@ def test_plan_names_every_gap_and_keeps_what_it_can() -> None:
     assert "sites[1] (ecole): no latitude/longitude" in text
     assert "sites[2] (eglise): no arrays" in text
     assert len(plan.problems) == 3
+    assert mairie.technologies == (("mono-PERC", 9000.0), ("unknown", 3000.0))
+    assert technology_tag(" HJT\nbifacial  ") == "HJT bifacial" and technology_tag("  ") == "unknown"
 
 
 # --------------------------------------------------------------------------- configuration
