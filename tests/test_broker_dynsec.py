@@ -293,3 +293,26 @@ def test_init_refuses_to_overwrite(tmp_path: Path, central: Central) -> None:
                                    "--admin-password-file", str(tmp_path / "a.pass"))
     assert result.returncode == 2 and "already exists" in result.stderr
     assert not (tmp_path / "a.pass").exists()
+
+
+def test_a_site_slug_cannot_take_the_ingests_client_id(central: Central) -> None:
+    """Slug ``ingest-central1`` gives the default client id ``terril-ingest-central1``, the ingest's:
+    connecting with it, the site's own account would knock the ingest off. add-site refuses it."""
+    slug = INGEST_ID.removeprefix("terril-")
+    refused = central.broker.terril("broker", "add-site", slug, *central.broker.admin_options())
+    assert refused.returncode != 0, refused.stdout
+    assert "client id" in refused.stderr and INGEST_ID in refused.stderr, refused.stderr
+    refused = central.broker.terril("broker", "add-site", "stade", "--client-id", INGEST_ID,
+                                    *central.broker.admin_options())
+    assert refused.returncode != 0 and INGEST_ID in refused.stderr, refused.stderr
+    out = central.broker.root / "ingest2.pass"
+    refused = central.broker.terril("broker", "add-ingest", "--username", "ingest2", "--client-id", "terril-mairie",
+                                    "--password-out", str(out), *central.broker.admin_options())
+    assert refused.returncode != 0 and "account mairie" in refused.stderr and not out.exists(), refused.stderr
+    try:
+        ingest = central.ingest()
+        assert ingest.subscribe(f"{GROUP}/terril/+/readings") == 1
+        time.sleep(0.5)
+        assert ingest.disconnects == 0
+    finally:
+        central.close_probes()

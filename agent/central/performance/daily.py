@@ -66,7 +66,15 @@ from agent.central.rollup import (
     attribute_to_days,
     local_days,
 )
-from agent.schema import INVERTER, MPPT, PERFORMANCE_DAILY, SITE_DEVICE, STRING_DAILY, TECHNOLOGY_DAILY
+from agent.schema import (
+    ENERGY_DAILY,
+    INVERTER,
+    MPPT,
+    PERFORMANCE_DAILY,
+    SITE_DEVICE,
+    STRING_DAILY,
+    TECHNOLOGY_DAILY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +123,54 @@ def _yyyymmdd(d: date) -> int:
     return d.year * 10000 + d.month * 100 + d.day
 
 
+def _impossible_day(energy: float, peak_power_w: float | None) -> str | None:
+    """Why an inverter's day cannot be true, or None: more than a whole site's day
+    (``energy_daily`` bounds, the rollup's rule), or a specific yield beyond the schema's."""
+    site_day = ENERGY_DAILY.field("production_wh").bounds
+    if site_day is not None and energy not in site_day:
+        return f"outside {site_day.low:g} to {site_day.high:g} Wh"
+    yield_bounds = PERFORMANCE_DAILY.field("yield_kwh_per_kwp").bounds
+    if peak_power_w and yield_bounds is not None and energy / peak_power_w not in yield_bounds:
+        return f"{energy / peak_power_w:g} kWh/kWp, above {yield_bounds.high:g}"
+    return None
+
+
+def plausible_energies(plan: Plan, energies: Energies, days: Sequence[LocalDay],
+                       impossible: Callable[[str], None] | None = None) -> tuple[Energies, set[tuple[str, int]]]:
+    """*energies* without the inverter-days that cannot be true (a counter that jumped by 1e15 Wh),
+    and the (site, day index) pairs they spoil: those sites' rows of those days are not written.
+
+    The ingest accepts any lifetime counter up to ``MAX_LIFETIME_WH``; one such jump would
+    otherwise become its peers' median, its site's row and its technology's total.
+    """
+    kept: dict[Key, dict[int, float]] = {}
+    spoiled: set[tuple[str, int]] = set()
+    for key, by_day in energies.inverters.items():
+        p = plan.inverters.get(key)
+        kept[key] = {}
+        for i, energy in by_day.items():
+            why = _impossible_day(energy, p.peak_power_w if p is not None else None)
+            if why is None:
+                kept[key][i] = energy
+                continue
+            spoiled.add((key[0], i))
+            if impossible is not None:
+                impossible(f"inverter {key[1]} of site {key[0]}: {days[i].day} energy {energy:g} Wh is impossible "
+                           f"({why}): that day is left out of its and its site's analytics")
+    return Energies(kept, energies.strings), spoiled
+
+
 def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_written: int,
             model: ClearSkyModel, rules: RuleSettings, unknown_inverter: Callable[[Key], None] | None = None,
-            previous_since: dict[Key, date] | None = None) -> list[Row]:
+            previous_since: dict[Key, date] | None = None,
+            impossible: Callable[[str], None] | None = None) -> list[Row]:
     """Rows for ``days[first_written:]``; the days before are history for the rules. Pure but for the model's cache.
 
     *previous_since*: ``underperforming_since`` as stored for the day before the first written
     one, for the roofs flagged that day (so a long episode keeps its first day).
+    *impossible*: told of each inverter-day left out (:func:`plausible_energies`).
     """
+    energies, spoiled = plausible_energies(plan, energies, days, impossible)
     dates = [d.day for d in days]
     per_kwp = model.wh_per_kwp([o for p in plan.inverters.values() for o, _ in p.orientations], dates)
 
@@ -160,6 +208,8 @@ def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_writ
             ratios[(key, i)] = ratio
             inv_fields[(key, i)] = f
     for (site, i), (energy, energy_expected, exp_sum) in site_sums.items():
+        if (site, i) in spoiled:
+            continue
         f = {"energy_wh": energy}
         sp = plan.sites.get(site)
         if sp is not None and sp.peak_power_w:
@@ -354,7 +404,8 @@ class PerformanceJob:
             yield analyse(plan, energies, days, lookback, self.model, self.rules,
                           lambda k: self._tell(f"inverter {k[1]} of site {k[0]} is in no array of the inventory: "
                                                "its energy counts in its site's row, it gets no yield or index"),
-                          stored_since(self.client, days[lookback - 1]) if lookback > 0 else None)
+                          stored_since(self.client, days[lookback - 1]) if lookback > 0 else None,
+                          self._tell)
             day = last + timedelta(days=1)
 
     def run(self, since: date, until: date) -> int:
