@@ -10,8 +10,8 @@ on the read ACL. Here the subscription is refused and every reading arrives.
 from __future__ import annotations
 
 import re
-import subprocess
 import ssl
+import subprocess
 import threading
 import time
 import uuid
