@@ -339,3 +339,34 @@ def test_removing_a_site_as_the_readme_says_then_adding_it_again(central: Centra
         assert central.site("stade").publish("terril/stade/health") != NOT_AUTHORIZED
     finally:
         central.close_probes()
+
+
+def test_a_second_ingest_instance_as_the_readme_says_shares_the_readings(central: Central) -> None:
+    """README "Several ingest instances": each account is bound to one client id, so a second
+    instance needs its own account; the README gives the command, run here as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(r"`(terril broker add-ingest --username (\S+) --client-id (\S+) --password-out (\S+))`", readme)
+    assert match, "README: no add-ingest command for a second ingest instance"
+    username, client_id, password_file = match.group(2), match.group(3), Path(match.group(4))
+    refused = central.connect("ingest", client_id, tls=False)  # the first account, under the second id
+    assert not refused.connected()
+    out = central.broker.terril_etc / password_file.name
+    created = central.broker.terril("broker", "add-ingest", "--username", username, "--client-id", client_id,
+                                    "--password-out", str(out), *central.broker.admin_options())
+    assert created.returncode == 0, created.stderr
+    try:
+        first = central.ingest()
+        second = central.connect(username, client_id, tls=False, password=out.read_text().strip())
+        assert second.connected(), central.broker.log()
+        for probe in (first, second):
+            assert probe.subscribe(f"{GROUP}/terril/+/readings") == 1
+        mairie = central.site("mairie")
+        sent = [f'{{"n":{n}}}'.encode() for n in range(20)]
+        for payload in sent:
+            assert mairie.publish("terril/mairie/readings", payload) != NOT_AUTHORIZED
+        got = lambda: sorted(p for probe in (first, second) for _, p in probe.messages)  # noqa: E731
+        first.wait(lambda: len(got()) >= len(sent))
+        assert got() == sorted(sent)  # each reading once, split between the two
+        assert first.messages and second.messages and first.disconnects == second.disconnects == 0
+    finally:
+        central.close_probes()
