@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -314,5 +315,27 @@ def test_a_site_slug_cannot_take_the_ingests_client_id(central: Central) -> None
         assert ingest.subscribe(f"{GROUP}/terril/+/readings") == 1
         time.sleep(0.5)
         assert ingest.disconnects == 0
+    finally:
+        central.close_probes()
+
+
+def test_removing_a_site_as_the_readme_says_then_adding_it_again(central: Central) -> None:
+    """config/mosquitto/README.md: ``mosquitto_ctrl -u terril-admin -P "$(cat …)" dynsec deleteClient <slug>``."""
+    readme = (Path(__file__).resolve().parent.parent / "config" / "mosquitto" / "README.md").read_text()
+    match = re.search(r'`(mosquitto_ctrl -u terril-admin -P\s+"\$\(cat /etc/terril/broker-admin.pass\)" '
+                      r'dynsec deleteClient) mairie`', readme)
+    assert match, "the README's removal command changed: update this test"
+    central.add_site("stade")
+    stade = central.site("stade")
+    removed = subprocess.run(
+        ["mosquitto_ctrl", "-u", dynsec.ADMIN_USER, "-P", central.broker.admin_password_file.read_text().strip(),
+         "-h", "127.0.0.1", "-p", str(central.broker.port), "dynsec", "deleteClient", "stade"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    try:
+        stade.wait(lambda: stade.disconnects > 0)  # the plugin kicks the deleted account's connection
+        assert not central.connect("stade", "terril-stade").connected()
+        central.add_site("stade")  # its role is still there: reused, new password
+        assert central.site("stade").publish("terril/stade/health") != NOT_AUTHORIZED
     finally:
         central.close_probes()
