@@ -72,8 +72,8 @@ class IngestThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "ingest did not stop"
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "ingest did not stop within 60 s"
 
 
 def publish_all(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 1, retain: bool = False) -> int:

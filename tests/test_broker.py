@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,3 +101,30 @@ def test_certs_keep_the_ca_and_renew_the_server_certificate(tmp_path: Path) -> N
     (tmp_path / "ca.key").unlink()  # half a CA: refuse rather than silently make a new one
     lost = run()
     assert lost.returncode == 1 and "only one of" in lost.stderr and "Traceback" not in lost.stderr
+
+
+def test_no_key_is_ever_readable_by_others_on_its_way_into_place(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA key is copied next to its final place, then given its mode: the copy must be
+    created private (0600), not with the umask's mode, even for the instant before chmod."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    from agent.central import certs
+
+    seen: dict[str, int] = {}
+    real_chmod = certs.os.chmod
+
+    def chmod(path: str | Path, mode: int) -> None:
+        seen.setdefault(Path(path).name, Path(path).stat().st_mode & 0o777)  # the mode it was created with
+        real_chmod(path, mode)
+
+    monkeypatch.setattr(certs.os, "chmod", chmod)
+    old = os.umask(0)
+    try:
+        certs.ensure_ca(tmp_path / "ca.pem", tmp_path / "ca.key", "terril CA")
+        certs.make_server_cert(tmp_path / "ca.pem", tmp_path / "ca.key", ["mqtt.ville.fr"], tmp_path / "certs")
+    finally:
+        os.umask(old)
+    assert seen[".ca.key.tmp"] & 0o077 == 0 and seen[".server.key.tmp"] & 0o077 == 0, seen
+    assert (tmp_path / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "certs" / "server.key").stat().st_mode & 0o777 == 0o640

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -293,3 +294,79 @@ def test_init_refuses_to_overwrite(tmp_path: Path, central: Central) -> None:
                                    "--admin-password-file", str(tmp_path / "a.pass"))
     assert result.returncode == 2 and "already exists" in result.stderr
     assert not (tmp_path / "a.pass").exists()
+
+
+def test_a_site_slug_cannot_take_the_ingests_client_id(central: Central) -> None:
+    """Slug ``ingest-central1`` gives the default client id ``terril-ingest-central1``, the ingest's:
+    connecting with it, the site's own account would knock the ingest off. add-site refuses it."""
+    slug = INGEST_ID.removeprefix("terril-")
+    refused = central.broker.terril("broker", "add-site", slug, *central.broker.admin_options())
+    assert refused.returncode != 0, refused.stdout
+    assert "client id" in refused.stderr and INGEST_ID in refused.stderr, refused.stderr
+    refused = central.broker.terril("broker", "add-site", "stade", "--client-id", INGEST_ID,
+                                    *central.broker.admin_options())
+    assert refused.returncode != 0 and INGEST_ID in refused.stderr, refused.stderr
+    out = central.broker.root / "ingest2.pass"
+    refused = central.broker.terril("broker", "add-ingest", "--username", "ingest2", "--client-id", "terril-mairie",
+                                    "--password-out", str(out), *central.broker.admin_options())
+    assert refused.returncode != 0 and "account mairie" in refused.stderr and not out.exists(), refused.stderr
+    try:
+        ingest = central.ingest()
+        assert ingest.subscribe(f"{GROUP}/terril/+/readings") == 1
+        time.sleep(0.5)
+        assert ingest.disconnects == 0
+    finally:
+        central.close_probes()
+
+
+def test_removing_a_site_as_the_readme_says_then_adding_it_again(central: Central) -> None:
+    """config/mosquitto/README.md: ``mosquitto_ctrl -u terril-admin -P "$(cat …)" dynsec deleteClient <slug>``."""
+    readme = (Path(__file__).resolve().parent.parent / "config" / "mosquitto" / "README.md").read_text()
+    match = re.search(r'`(mosquitto_ctrl -u terril-admin -P\s+"\$\(cat /etc/terril/broker-admin.pass\)" '
+                      r'dynsec deleteClient) mairie`', readme)
+    assert match, "the README's removal command changed: update this test"
+    central.add_site("stade")
+    stade = central.site("stade")
+    removed = subprocess.run(
+        ["mosquitto_ctrl", "-u", dynsec.ADMIN_USER, "-P", central.broker.admin_password_file.read_text().strip(),
+         "-h", "127.0.0.1", "-p", str(central.broker.port), "dynsec", "deleteClient", "stade"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    try:
+        stade.wait(lambda: stade.disconnects > 0)  # the plugin kicks the deleted account's connection
+        assert not central.connect("stade", "terril-stade").connected()
+        central.add_site("stade")  # its role is still there: reused, new password
+        assert central.site("stade").publish("terril/stade/health") != NOT_AUTHORIZED
+    finally:
+        central.close_probes()
+
+
+def test_a_second_ingest_instance_as_the_readme_says_shares_the_readings(central: Central) -> None:
+    """README "Several ingest instances": each account is bound to one client id, so a second
+    instance needs its own account; the README gives the command, run here as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(r"`(terril broker add-ingest --username (\S+) --client-id (\S+) --password-out (\S+))`", readme)
+    assert match, "README: no add-ingest command for a second ingest instance"
+    username, client_id, password_file = match.group(2), match.group(3), Path(match.group(4))
+    refused = central.connect("ingest", client_id, tls=False)  # the first account, under the second id
+    assert not refused.connected()
+    out = central.broker.terril_etc / password_file.name
+    created = central.broker.terril("broker", "add-ingest", "--username", username, "--client-id", client_id,
+                                    "--password-out", str(out), *central.broker.admin_options())
+    assert created.returncode == 0, created.stderr
+    try:
+        first = central.ingest()
+        second = central.connect(username, client_id, tls=False, password=out.read_text().strip())
+        assert second.connected(), central.broker.log()
+        for probe in (first, second):
+            assert probe.subscribe(f"{GROUP}/terril/+/readings") == 1
+        mairie = central.site("mairie")
+        sent = [f'{{"n":{n}}}'.encode() for n in range(20)]
+        for payload in sent:
+            assert mairie.publish("terril/mairie/readings", payload) != NOT_AUTHORIZED
+        got = lambda: sorted(p for probe in (first, second) for _, p in probe.messages)  # noqa: E731
+        first.wait(lambda: len(got()) >= len(sent))
+        assert got() == sorted(sent)  # each reading once, split between the two
+        assert first.messages and second.messages and first.disconnects == second.disconnects == 0
+    finally:
+        central.close_probes()

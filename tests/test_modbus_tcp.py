@@ -164,7 +164,9 @@ def test_server_down_fails_fast_then_reconnects_by_itself(caplog: pytest.LogCapt
     async def scenario() -> None:
         port = free_port()
         server = await start_tcp_server(port)
-        pool = LinkPool(backoff=FAST)
+        # A backoff far longer than ten failed reads take, even on a loaded machine: with 0.1 s a
+        # descheduled test thread saw it expire mid-loop and the read try to connect.
+        pool = LinkPool(backoff=lambda: Backoff(initial=2.0, maximum=2.0, jitter=0.0))
         link = pool.tcp("127.0.0.1", port)
         reader = pool.unit(link, 1)
         try:
@@ -181,10 +183,10 @@ def test_server_down_fails_fast_then_reconnects_by_itself(caplog: pytest.LogCapt
             for _ in range(10):
                 with pytest.raises(TransportError, match="next connection attempt in"):
                     await reader.read("holding", 0, 1)
-            assert time.monotonic() - started < 0.05
+            assert time.monotonic() - started < 1.0  # half the backoff: none of them waited for it
 
             server = await start_tcp_server(port)
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 2.0 + 8.0  # the backoff, then a generous margin
             while True:  # a poller keeps polling; no one calls connect by hand
                 try:
                     value = await reader.read("holding", 0, 1)

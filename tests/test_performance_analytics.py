@@ -21,7 +21,7 @@ from agent.central.performance.analytics import (
     underperformance,
 )
 from agent.central.performance.model import ClearSkyModel, ModelSettings, Orientation, gamma_pdc_for
-from agent.central.performance.plan import plan_from_inventory
+from agent.central.performance.plan import plan_from_inventory, technology_tag
 from tests.performance_town import FakeArray, FakeInventory, FakeSite
 
 LOOS = (50.457, 2.793)
@@ -182,6 +182,8 @@ def test_plan_names_every_gap_and_keeps_what_it_can() -> None:
     assert "sites[1] (ecole): no latitude/longitude" in text
     assert "sites[2] (eglise): no arrays" in text
     assert len(plan.problems) == 3
+    assert mairie.technologies == (("mono-PERC", 9000.0), ("unknown", 3000.0))
+    assert technology_tag(" HJT\nbifacial  ") == "HJT bifacial" and technology_tag("  ") == "unknown"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -209,3 +211,36 @@ def test_performance_section_defaults_are_the_documented_ones_and_reach_the_mode
     problems = exc.value.problems
     assert any(p.startswith("performance.losses: unknown key") for p in problems)
     assert any(p.startswith("performance.sky_model:") for p in problems)
+
+
+# --------------------------------------------------------------------------- one site's impossible counter
+
+
+def test_an_impossible_day_of_one_inverter_is_left_out_and_spoils_no_one_elses_rows(model: ClearSkyModel) -> None:
+    """Issue 13 item 1 for the analytics: the ingest accepts a lifetime counter up to 1e16 Wh, so one
+    site's counter can jump by 1e15 Wh in a day. The energy rollup leaves that site-day out; the
+    analytics must too: no row outside the schema's bounds, no technology total or site row carrying it."""
+    from agent.central.performance.daily import Energies, analyse
+    from agent.central.rollup import local_days
+    from agent.schema import MEASUREMENTS
+    from tests.performance_town import TZ, town_inventory
+
+    plan = plan_from_inventory(town_inventory())
+    days = local_days(date(2026, 6, 1), date(2026, 6, 3), TZ)
+    energies = Energies({k: {i: p.peak_power_w * 4.0 for i in range(len(days))} for k, p in plan.inverters.items()},
+                        {})
+    bad = ("salle", "ond-1")
+    energies.inverters[bad][1] = 1e15
+    told: list[str] = []
+    rows = analyse(plan, energies, days, 0, model, RuleSettings(), impossible=told.append)
+    for row in rows:
+        spec = MEASUREMENTS[row.measurement]
+        for name, value in row.fields.items():
+            bounds = spec.field(name).bounds
+            assert bounds is None or value in bounds, (row.measurement, row.tags, row.day.day, name, value)
+    on_day = {(r.measurement, *r.tags.values()) for r in rows if r.day.day == date(2026, 6, 2)}
+    assert ("performance_daily", *bad) not in on_day and ("performance_daily", "salle", "_site") not in on_day
+    assert ("performance_daily", "salle", "ond-2") in on_day and ("performance_daily", "mairie", "_site") in on_day
+    hjt = [r for r in rows if r.measurement == "technology_daily" and r.tags["technology"] == "HJT"]
+    assert [r.fields["yield_kwh_per_kwp"] for r in hjt] == pytest.approx([4.0] * 3)
+    assert len(told) == 1 and "salle" in told[0] and "ond-1" in told[0] and "2026-06-02" in told[0], told

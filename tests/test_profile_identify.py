@@ -285,3 +285,46 @@ def test_check_config_warns_when_a_hybrid_and_a_meter_may_count_the_grid_twice(t
     assert warnings == ["warning: devices[0] (onduleur, driver sungrow_sh) publishes the grid meter wired to it, "
                         "and devices[1] (compteur) is a meter too: if both measure the grid connection, the site's "
                         "import and export are counted twice in the daily energy; keep one"]
+
+
+class _DeviceFailureOnOthers:
+    """A Sungrow SH8.0RT-20 that answers exception 0x04 (device failure) to any register it lacks,
+    as some firmware does instead of 0x02 (illegal address)."""
+
+    requests = 0
+
+    async def read(self, table: str, address: int, count: int) -> list[int]:
+        self.requests += 1
+        if (table, address, count) == ("input", 4999, 1):  # device type code 5000, numbered from 1
+            return [0x0E12]
+        raise ModbusExceptionResponse("slave device failure", 0x04)
+
+
+def test_scan_suggestion_survives_a_device_failure_answer_to_another_profiles_register() -> None:
+    """``terril scan`` asks every profile's identification register; a 0x04 to the Eastron or Huawei
+    one must not abort the scan (a traceback) before the Sungrow one is asked."""
+    found = asyncio.run(identify.suggest(_DeviceFailureOnOthers()))  # type: ignore[arg-type]
+    assert [s.profile for s in found] == ["sungrow_sh"]
+
+
+class _HoldingOnly:
+    """A device with holding registers only (a Huawei SUN2000 implements functions 03/06/10): a
+    register it lacks is 0x02, and any input-register read (function 04) is 0x01, illegal function."""
+
+    requests = 0
+
+    async def read(self, table: str, address: int, count: int) -> list[int]:
+        self.requests += 1
+        if table == "input":
+            raise ModbusExceptionResponse("illegal function", 0x01)
+        raise IllegalAddress("illegal data address")
+
+
+def test_a_device_without_the_profiles_register_table_is_a_wrong_device() -> None:
+    """sdm120 lets a device without System Type through (``missing: accept``) and then reads its first
+    input registers: "illegal function" there means the device has no such table, so it is refused as
+    wrong_device with the profile's name, not left 'unreachable' and retried as if it were a hiccup."""
+    profile = load_profile("sdm120")
+    driver = ProfileDriver("compteur", profile.kind, profile)
+    with pytest.raises(WrongDevice, match="not a device of that profile"):
+        asyncio.run(driver.discover(_HoldingOnly()))  # type: ignore[arg-type]

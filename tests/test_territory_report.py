@@ -96,3 +96,21 @@ def test_target_path_is_a_straight_line() -> None:
     assert target_share(SCOPE, 0.2, 2018) is None
     assert target_share(SCOPE, None, 2030) is None  # no baseline share: only the target point
     assert target_share(SCOPE, None, 2050) == 1.0
+
+
+def test_the_table_marks_a_share_computed_from_an_incomplete_figure() -> None:
+    """Liévin's consumption has a masked sector and the total misses Lens: their shares overstate the
+    truth and carry the table's ``*``; Loos's figures are complete and its share has none."""
+    from agent.central.territory.cli import format_table
+
+    report = build_report(SCOPE, FIGURES, {}, fleet_yield=1000.0)
+    rows = {}
+    title = ""
+    for line in format_table(report).splitlines():
+        if line and not line.startswith((" ", "year")) and not line[0].isdigit():
+            title = line
+        elif line.startswith("2019"):
+            rows[title] = line.split()[-1]
+    assert rows["Loos-en-Gohelle (62528)"] == "20.0%"
+    assert rows["Liévin (62510)"] == "20.0%*"
+    assert rows["Total: Agglo"] == "20.0%*"

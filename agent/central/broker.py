@@ -219,6 +219,19 @@ def _send(args: argparse.Namespace, commands: list[dict[str, Any]]) -> None:
         raise dynsec.DynsecError(f"{command['command']} {who}: {error}")
 
 
+def _refuse_taken_client_id(args: argparse.Namespace, username: str, client_id: str) -> None:
+    """Stop when another account is already bound to *client_id*: connecting with it, the
+    new account would disconnect that one (a site slug ``ingest-<host>`` would take the ingest's)."""
+    password = _read_admin_password(args.admin_password_file)
+    (response,) = dynsec.run_commands(_address(args), dynsec.ADMIN_USER, password, [dynsec.list_clients_command()])
+    if response.get("error") is not None:
+        raise dynsec.DynsecError(f"listClients: {response['error']}")
+    holder = dynsec.client_id_holder(response, client_id)
+    if holder is not None and holder != username:
+        raise dynsec.DynsecError(f"client id {client_id} is already bound to account {holder}: two accounts "
+                                 "with one client id disconnect each other; choose another slug or --client-id")
+
+
 def _run_add_site(args: argparse.Namespace) -> int:
     slug: str = args.slug
     if not SLUG_RE.fullmatch(slug):
@@ -231,6 +244,7 @@ def _run_add_site(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     password = generate_password()
     client_id = args.client_id or dynsec.site_client_id(slug)
+    _refuse_taken_client_id(args, slug, client_id)
     _send(args, dynsec.create_site_commands(slug, password, args.topic_root, client_id))
     print(f"# Account {slug} created: publishes only {args.topic_root}/{slug}/…, reads only its ack,\n"
           f"# connects only as client id {client_id}.")
@@ -251,6 +265,7 @@ def _run_add_site(args: argparse.Namespace) -> int:
 
 
 def _run_add_ingest(args: argparse.Namespace) -> int:
+    _refuse_taken_client_id(args, args.username, args.client_id)
     password = generate_password()
     _send(args, dynsec.create_ingest_commands(args.username, password, args.client_id))
     write_secret(args.password_out, password, service=True)

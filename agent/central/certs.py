@@ -100,9 +100,16 @@ def make_server_cert(ca_cert: Path, ca_key: Path, hosts: list[str], out_dir: Pat
 
 
 def _install(src: Path, dest: Path, mode: int, group: str | None = None) -> None:
-    """Copy with *mode* (and *group* when given), replacing *dest* atomically."""
+    """Copy with *mode* (and *group* when given), replacing *dest* atomically.
+
+    The copy is created 0600 (a stale one removed first, never followed if it is a link)
+    and opened up to *mode* only then: a key is never readable by others, not even
+    for the instant a copy made with the umask's mode would be."""
     tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
     os.chmod(tmp, mode)
     if group is not None:
         try:

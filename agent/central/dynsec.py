@@ -160,6 +160,24 @@ def create_ingest_commands(username: str, password: str, client_id: str) -> list
              "textname": "central ingest", "roles": [{"rolename": INGEST_ROLE}]}]
 
 
+def list_clients_command() -> dict[str, Any]:
+    """Every account with its bound client id (``verbose``); the plugin lists all by default."""
+    return {"command": "listClients", "verbose": True}
+
+
+def client_id_holder(list_response: dict[str, Any], client_id: str) -> str | None:
+    """The account already bound to *client_id* in a ``listClients`` response, or None.
+
+    Two accounts bound to one client id take each other's session: MQTT lets the
+    newer connection disconnect the older one. A site whose slug is
+    ``ingest-<host>`` would get the ingest's default client id and knock it off.
+    """
+    for client in list_response.get("data", {}).get("clients", []):
+        if client.get("clientid") == client_id:
+            return str(client.get("username"))
+    return None
+
+
 # --------------------------------------------------------------------------- admin client
 
 

@@ -208,7 +208,9 @@ async def suggest(reader: RegisterReader) -> list[Suggestion]:
         if key not in answers:
             try:
                 answers[key] = await read_identity(profile, reader)
-            except DeviceBusy:
+            except (DeviceBusy, ModbusExceptionResponse):
+                # busy, or "device failure" (0x04) where some firmware means "no such register":
+                # no answer from this register, the other profiles' are still asked
                 answers[key] = None
             except TransportError:
                 break  # nothing answers there: do not wait for a timeout per profile

@@ -115,7 +115,9 @@ class ProfileDriver:
             first = self._plan[0]
             try:
                 await reader.read(first.table, first.address, first.count)
-            except IllegalAddress as exc:
+            except (IllegalAddress, ModbusExceptionResponse) as exc:
+                if isinstance(exc, ModbusExceptionResponse) and exc.code != identify.ILLEGAL_FUNCTION:
+                    raise  # a device failure (0x04) is a hiccup, not an identity
                 raise WrongDevice(
                     f"no answer to the registers of profile {self.profile.name!r} ({exc}): not a device of "
                     "that profile; check the device's address, unit id and driver"

@@ -12,7 +12,9 @@ What Grafana (and anyone) can rely on
   ``performance_index``, ``peers_clear_sky_ratio`` and ``peers`` when enough
   peers (the other inverters, or sites, of the same commune) have a ratio that
   day, ``underperforming`` (0/1) wherever there is an index, and
-  ``underperforming_since`` (YYYYMMDD) while it is 1.
+  ``underperforming_since`` (YYYYMMDD) while it is 1: the first low day of the
+  episode, carried from the previous day's row (stored, for a run's first day)
+  so that an episode longer than the lookback keeps its first day.
   A ``_site`` row's ratio counts the inverters that have an expectation
   (energy of those / their expectation); its ``energy_wh`` counts all of them.
 * ``string_daily`` (tags ``site``, ``device``, ``string``): each MPPT string's
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any
 
+from agent.central.influxql import quote_ident, time_ms
 from agent.central.performance.analytics import (
     DayIndex,
     RuleSettings,
@@ -63,7 +66,15 @@ from agent.central.rollup import (
     attribute_to_days,
     local_days,
 )
-from agent.schema import INVERTER, MPPT, PERFORMANCE_DAILY, SITE_DEVICE, STRING_DAILY, TECHNOLOGY_DAILY
+from agent.schema import (
+    ENERGY_DAILY,
+    INVERTER,
+    MPPT,
+    PERFORMANCE_DAILY,
+    SITE_DEVICE,
+    STRING_DAILY,
+    TECHNOLOGY_DAILY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +123,54 @@ def _yyyymmdd(d: date) -> int:
     return d.year * 10000 + d.month * 100 + d.day
 
 
+def _impossible_day(energy: float, peak_power_w: float | None) -> str | None:
+    """Why an inverter's day cannot be true, or None: more than a whole site's day
+    (``energy_daily`` bounds, the rollup's rule), or a specific yield beyond the schema's."""
+    site_day = ENERGY_DAILY.field("production_wh").bounds
+    if site_day is not None and energy not in site_day:
+        return f"outside {site_day.low:g} to {site_day.high:g} Wh"
+    yield_bounds = PERFORMANCE_DAILY.field("yield_kwh_per_kwp").bounds
+    if peak_power_w and yield_bounds is not None and energy / peak_power_w not in yield_bounds:
+        return f"{energy / peak_power_w:g} kWh/kWp, above {yield_bounds.high:g}"
+    return None
+
+
+def plausible_energies(plan: Plan, energies: Energies, days: Sequence[LocalDay],
+                       impossible: Callable[[str], None] | None = None) -> tuple[Energies, set[tuple[str, int]]]:
+    """*energies* without the inverter-days that cannot be true (a counter that jumped by 1e15 Wh),
+    and the (site, day index) pairs they spoil: those sites' rows of those days are not written.
+
+    The ingest accepts any lifetime counter up to ``MAX_LIFETIME_WH``; one such jump would
+    otherwise become its peers' median, its site's row and its technology's total.
+    """
+    kept: dict[Key, dict[int, float]] = {}
+    spoiled: set[tuple[str, int]] = set()
+    for key, by_day in energies.inverters.items():
+        p = plan.inverters.get(key)
+        kept[key] = {}
+        for i, energy in by_day.items():
+            why = _impossible_day(energy, p.peak_power_w if p is not None else None)
+            if why is None:
+                kept[key][i] = energy
+                continue
+            spoiled.add((key[0], i))
+            if impossible is not None:
+                impossible(f"inverter {key[1]} of site {key[0]}: {days[i].day} energy {energy:g} Wh is impossible "
+                           f"({why}): that day is left out of its and its site's analytics")
+    return Energies(kept, energies.strings), spoiled
+
+
 def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_written: int,
-            model: ClearSkyModel, rules: RuleSettings, unknown_inverter: Callable[[Key], None] | None = None
-            ) -> list[Row]:
-    """Rows for ``days[first_written:]``; the days before are history for the rules. Pure but for the model's cache."""
+            model: ClearSkyModel, rules: RuleSettings, unknown_inverter: Callable[[Key], None] | None = None,
+            previous_since: dict[Key, date] | None = None,
+            impossible: Callable[[str], None] | None = None) -> list[Row]:
+    """Rows for ``days[first_written:]``; the days before are history for the rules. Pure but for the model's cache.
+
+    *previous_since*: ``underperforming_since`` as stored for the day before the first written
+    one, for the roofs flagged that day (so a long episode keeps its first day).
+    *impossible*: told of each inverter-day left out (:func:`plausible_energies`).
+    """
+    energies, spoiled = plausible_energies(plan, energies, days, impossible)
     dates = [d.day for d in days]
     per_kwp = model.wh_per_kwp([o for p in plan.inverters.values() for o, _ in p.orientations], dates)
 
@@ -153,6 +208,8 @@ def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_writ
             ratios[(key, i)] = ratio
             inv_fields[(key, i)] = f
     for (site, i), (energy, energy_expected, exp_sum) in site_sums.items():
+        if (site, i) in spoiled:
+            continue
         f = {"energy_wh": energy}
         sp = plan.sites.get(site)
         if sp is not None and sp.peak_power_w:
@@ -174,6 +231,7 @@ def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_writ
     for k, j in inv_fields:
         keys_of_day.setdefault(j, []).append(k)
     history: dict[Key, list[DayIndex]] = {}
+    flagged_since: dict[Key, date | None] = {}
     for i, d in enumerate(dates):
         day_keys = keys_of_day.get(i, [])
         for level in (False, True):  # inverters against inverters, sites against sites
@@ -192,8 +250,15 @@ def analyse(plan: Plan, energies: Energies, days: Sequence[LocalDay], first_writ
                 if pi is not None:
                     verdict = underperformance(history[k], rules)
                     f["underperforming"] = int(verdict.underperforming)
-                    if verdict.since is not None:
-                        f["underperforming_since"] = _yyyymmdd(verdict.since)
+                    since = verdict.since
+                    if since is not None:
+                        # An episode that goes on keeps its first day, even past the rule's lookback:
+                        # carried from the day before (in memory, or as stored for the run's first day).
+                        before = flagged_since.get(k) if i > first_written else (previous_since or {}).get(k)
+                        if before is not None and before < since:
+                            since = before
+                        f["underperforming_since"] = _yyyymmdd(since)
+                    flagged_since[k] = since
     for ((site, device), i), f in sorted(inv_fields.items()):
         if i >= first_written:
             rows.append(Row(PERFORMANCE_DAILY.name, {"site": site, "device": device}, days[i], f))
@@ -259,6 +324,24 @@ def _technology_rows(plan: Plan, energies: Energies, days: Sequence[LocalDay], f
 # --------------------------------------------------------------------------- the job
 
 
+def stored_since(client: QueryClient, day: LocalDay) -> dict[Key, date]:
+    """``underperforming_since`` of the rows stored for *day* (only flagged rows carry it)."""
+    field_name, m = quote_ident("underperforming_since"), quote_ident(PERFORMANCE_DAILY.name)
+    (result,) = client.query_many([f"SELECT last({field_name}) FROM {m} WHERE time >= {time_ms(day.start_ms)} "
+                                   f"AND time < {time_ms(day.end_ms)} GROUP BY \"site\", \"device\""])
+    out: dict[Key, date] = {}
+    for series in result:
+        site, device = series.tags.get("site", ""), series.tags.get("device", "")
+        for row in series.values:
+            value = row[1]
+            if isinstance(value, int) and not isinstance(value, bool) and 19000101 <= value <= 29991231:
+                try:
+                    out[(site, device)] = date(value // 10000, value // 100 % 100, value % 100)
+                except ValueError:
+                    continue
+    return out
+
+
 @dataclass(frozen=True)
 class _EmptyInventory:
     sites: tuple[()] = ()
@@ -320,7 +403,9 @@ class PerformanceJob:
             energies = fetch_energies(self.client, days, self.max_gap)
             yield analyse(plan, energies, days, lookback, self.model, self.rules,
                           lambda k: self._tell(f"inverter {k[1]} of site {k[0]} is in no array of the inventory: "
-                                               "its energy counts in its site's row, it gets no yield or index"))
+                                               "its energy counts in its site's row, it gets no yield or index"),
+                          stored_since(self.client, days[lookback - 1]) if lookback > 0 else None,
+                          self._tell)
             day = last + timedelta(days=1)
 
     def run(self, since: date, until: date) -> int:

@@ -60,6 +60,11 @@ class InventoryLike(Protocol):
     def sites(self) -> Sequence[SiteLike]: ...
 
 
+def technology_tag(technology: str | None) -> str:
+    """The inventory's free text as a ``technology`` tag value: whitespace (newlines too) collapsed."""
+    return " ".join((technology or "").split()) or UNKNOWN_TECHNOLOGY
+
+
 @dataclass(frozen=True)
 class InverterPlan:
     """One inverter as the analytics see it (the arrays feeding it merged)."""
@@ -126,7 +131,7 @@ def plan_from_inventory(inventory: InventoryLike) -> Plan:
                 peak_power_w=sum(float(a.peak_power_w) for _, a in arrays),
                 orientations=tuple(orientations),
                 complete=complete,
-                technologies=tuple((a.technology or UNKNOWN_TECHNOLOGY, float(a.peak_power_w)) for _, a in arrays),
+                technologies=tuple((technology_tag(a.technology), float(a.peak_power_w)) for _, a in arrays),
                 string_peak_power_w=tuple(p for s in strings for p in s) if strings else None,
             )
         peak = sum(float(a.peak_power_w) for a in site.arrays) if site.arrays else None

@@ -131,6 +131,11 @@ def _mwh(value: float | None, complete: bool = True) -> str:
     return f"{value / 1e6:,.1f}{'' if complete else '*'}".replace(",", " ")
 
 
+def _share(value: float | None, complete: bool) -> str:
+    """A share from an incomplete consumption or production is marked too: it is not the truth."""
+    return "—" if value is None else f"{value:.1%}{'' if complete else '*'}"
+
+
 SHORT_SOURCES = {"agence_ore": "ORE", "enedis_consumption": "Enedis", "enedis_production": "Enedis",
                  "odre_register": "ODRÉ"}
 
@@ -152,14 +157,14 @@ def format_table(report: Any) -> str:
         if not balances:
             lines.append("  no data")
         for b in balances:
-            share = b.renewable_share
+            share = _share(b.renewable_share, b.consumption.complete and b.production.complete)
             installed = b.installed_power.total
             lines.append(
                 f"{b.year:>4}  {_mwh(b.consumption.total, b.consumption.complete):>12} "
                 f"{_source(b.consumption.source):<10} {_mwh(b.gas.total, b.gas.complete):>10} "
                 f"{_mwh(b.production.total, b.production.complete):>10} {b.production_figure or '':<17} "
                 f"{'—' if installed is None else f'{installed / 1e3:,.0f}'.replace(',', ' '):>12} "
-                f"{_mwh(b.monitored_production_wh):>10} {'—' if share is None else f'{share:.1%}':>7}")
+                f"{_mwh(b.monitored_production_wh):>10} {share:>7}")
 
     for insee, name in report.scope.communes:
         block(f"{name} ({insee})", report.communes[insee])
