@@ -20,6 +20,9 @@ WIDTH = 420
 """Drawn for a phone (~360 px of width: the text stays close to its nominal size), scaled up on a desktop."""
 HEIGHT = 230
 LEFT = 44
+"""Least left margin; a wider one is taken when the axis labels need it (``15 000`` at 13 px is ~48 px)."""
+LABEL_CHAR_W = 8.0
+"""Width of one character of a 13 px axis label, rounded up (digits are ~0.6 em)."""
 RIGHT = 6
 TOP = 26
 BOTTOM = 26
@@ -73,7 +76,11 @@ def bar_chart(
     """
     values = [b.value for group in groups for b in group]
     step, top = _axis(values, unit_divisor)
-    plot_w = WIDTH - LEFT - RIGHT
+    decimals = 0 if step >= 1 else 1
+    ticks = [i * step for i in range(int(top / step + 0.5) + 1)]
+    labels = [format_number(tick, decimals, lang) for tick in ticks]
+    left = max(LEFT, math.ceil(LABEL_CHAR_W * max(len(label) for label in labels)) + 10)
+    plot_w = WIDTH - left - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(groups), 1)
     per_group = max((len(g) for g in groups), default=1)
@@ -83,18 +90,15 @@ def bar_chart(
         f'aria-label="{escape(title)}" class="chart" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title>",
     ]
-    decimals = 0 if step >= 1 else 1
-    tick = 0.0
-    while tick <= top + step / 2:
+    for tick, label in zip(ticks, labels, strict=True):
         y = TOP + plot_h - plot_h * tick / top
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13" fill="{TEXT}">'
-                     f"{escape(format_number(tick, decimals, lang))}</text>")
-        tick += step
-    parts.append(f'<text x="{LEFT - 6}" y="{TOP - 12}" text-anchor="end" font-size="12" fill="{TEXT}">'
+        parts.append(f'<line x1="{left}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="13" fill="{TEXT}">'
+                     f"{escape(label)}</text>")
+    parts.append(f'<text x="{left - 6}" y="{TOP - 12}" text-anchor="end" font-size="12" fill="{TEXT}">'
                  f"{escape(unit)}</text>")
     for i, group in enumerate(groups):
-        x0 = LEFT + i * slot + slot * 0.1
+        x0 = left + i * slot + slot * 0.1
         for j, b in enumerate(group):
             if b.value is None or b.value <= 0:
                 continue
@@ -103,9 +107,9 @@ def bar_chart(
             parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{max(bar_w - 1, 1):.1f}" '
                          f'height="{h:.1f}" fill="{b.color}"/>')
         if group and i % label_every == 0:
-            cx = LEFT + i * slot + slot / 2
+            cx = left + i * slot + slot / 2
             parts.append(f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="13" '
                          f'fill="{TEXT}">{escape(group[0].label)}</text>')
-    parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="{TEXT}"/>')
+    parts.append(f'<line x1="{left}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="{TEXT}"/>')
     parts.append("</svg>")
     return "".join(parts)
