@@ -225,3 +225,11 @@ def test_territory_and_site_cross_checks_are_reported_together(tmp_path: Path) -
                      "sites[0].commune: 99999 is not one of territory.communes",
                      "sites[1].slug: site 'mairie' is listed twice"):
         assert expected in joined, f"{expected} missing from:\n{joined}"
+
+
+def test_a_missing_inventory_is_a_config_problem_not_a_traceback(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest.yaml"
+    ingest.write_text("influxdb: {api: v1, database: terril}\ninventory: sites.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_ingest_config(ingest)
+    assert len(exc.value.problems) == 1 and exc.value.problems[0].startswith("inventory: ")

@@ -282,9 +282,9 @@ def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
 
 def _check_inventory(path: Path, source: str) -> None:
     """The inventory is part of the ingest's configuration: its problems are the config's problems."""
-    from agent.central.inventory import load_inventory
+    from agent.central.inventory import load_inventory_cached
 
     try:
-        load_inventory(path)
+        load_inventory_cached(path)
     except ConfigError as exc:
         raise ConfigError(source, [f"inventory: {exc.source}: {p}" for p in exc.problems]) from None

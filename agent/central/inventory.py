@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from agent.central.config import IngestConfig
 
 Owner = Literal["commune", "cooperative", "citizen"]
-OWNERS: tuple[Owner, ...] = ("commune", "cooperative", "citizen")
 
 INSEE_RE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
 """A French commune code (code officiel géographique): 5 digits, or 2A/2B for Corsica."""
@@ -142,10 +141,6 @@ class Site(_Model):
     def peak_power_w(self) -> float | None:
         """Sum of the arrays' peak power; None when the site lists no array."""
         return sum(a.peak_power_w for a in self.arrays) if self.arrays else None
-
-    @property
-    def shown_by_name(self) -> bool:
-        return bool(self.public)
 
     def arrays_of(self, inverter: str) -> tuple[Array, ...]:
         """The arrays wired to one inverter (two orientations on two MPPT inputs are two arrays)."""
@@ -364,10 +359,19 @@ _CACHE: dict[Path, tuple[float, int, Inventory]] = {}
 
 def inventory_for(config: IngestConfig) -> Inventory | None:
     """The inventory the ingest config names (re-read when the file changed), or None when it names none."""
-    path = config.inventory
-    if path is None:
-        return None
-    st = path.stat()
+    return None if config.inventory is None else load_inventory_cached(config.inventory)
+
+
+def load_inventory_cached(path: Path) -> Inventory:
+    """:func:`load_inventory`, read again only when the file changed (size or mtime).
+
+    The ingest config's own check loads the inventory through here, so the
+    rollup, the analytics and the public site reuse that read at start-up.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return load_inventory(path)  # names the problem (missing, unreadable) as a ConfigError
     cached = _CACHE.get(path)
     if cached is not None and cached[0] == st.st_mtime and cached[1] == st.st_size:
         return cached[2]
